@@ -1,0 +1,104 @@
+"""The ``Metric`` interface (DESIGN.md section 3).
+
+A per-clip metric maps one :class:`EvalSample` to a float; every per-clip value is
+kept so that confidence intervals and paired tests are possible.  A set-level
+metric (FID) keeps float64 sufficient statistics that merge across shards and
+processes.  Metrics never call generators.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from vastbench import media
+from vastbench.data.requests import Request
+from vastbench.errors import VastbenchError
+
+# What a metric may need besides the generated clip.
+REFERENCE_VIDEO = "reference_video"
+AUDIO = "audio"
+STYLE_PROMPT = "style_prompt"
+
+
+@dataclass
+class EvalSample:
+    """One generated clip with what metrics compare it to; media decoded lazily, once."""
+
+    request: Request
+    generated: Path
+    reference: Path | None = None   # the ground-truth video
+    audio: Path | None = None       # the driving wav
+    prompt: Path | None = None      # the style prompt video
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def generated_video(self) -> media.Video:
+        return media.read_video(self.generated, with_audio=True)
+
+    @cached_property
+    def reference_video(self) -> media.Video:
+        if self.reference is None:
+            raise VastbenchError(f"request {self.request.request_id}: this metric needs a ground-truth video and the request has none")
+        return media.read_video(self.reference, with_audio=False)
+
+    def paired_frames(self) -> tuple[np.ndarray, np.ndarray]:
+        """Generated and reference frames, checked to have equal length and size."""
+        gen, ref = self.generated_video.frames, self.reference_video.frames
+        if gen.shape[1:] != ref.shape[1:]:
+            raise VastbenchError(
+                f"{self.generated}: resolution {gen.shape[2]}x{gen.shape[1]} differs from the reference's "
+                f"{ref.shape[2]}x{ref.shape[1]}; generate at the dataset's size")
+        if abs(len(gen) - len(ref)) > 1:
+            raise VastbenchError(
+                f"{self.generated}: {len(gen)} frames vs {len(ref)} in the reference; outputs must match the driving audio's length")
+        n = min(len(gen), len(ref))
+        return gen[:n], ref[:n]
+
+
+class Metric(ABC):
+    name: ClassVar[str]
+    higher_is_better: ClassVar[bool]
+    needs: ClassVar[frozenset[str]] = frozenset()
+    per_clip: ClassVar[bool] = True
+    version: ClassVar[str] = "1"
+    #: a short label for tables (LaTeX allowed), and a footnote when non-standard.
+    label: ClassVar[str | None] = None
+
+    def describe(self) -> dict:
+        return {"name": self.name, "version": self.version, "higher_is_better": self.higher_is_better,
+                "per_clip": self.per_clip, "needs": sorted(self.needs)}
+
+    @abstractmethod
+    def __call__(self, sample: EvalSample) -> float:
+        """The per-clip value (for set-level metrics: an optional per-clip diagnostic)."""
+
+
+class SetMetric(Metric):
+    """A set-level metric built from mergeable float64 sufficient statistics."""
+
+    per_clip = False
+
+    @abstractmethod
+    def new_state(self) -> dict[str, np.ndarray]: ...
+
+    @abstractmethod
+    def update(self, state: dict[str, np.ndarray], sample: EvalSample) -> None: ...
+
+    def merge(self, states: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        out = self.new_state()
+        for s in states:
+            for k in out:
+                out[k] = out[k] + s[k]
+        return out
+
+    @abstractmethod
+    def compute(self, state: dict[str, np.ndarray]) -> float: ...
+
+    def __call__(self, sample: EvalSample) -> float:
+        return float("nan")
