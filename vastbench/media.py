@@ -54,6 +54,15 @@ class Video:
 
 
 # --------------------------------------------------------------------------- atomic
+def _file_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _file_mode()
+
+
 def atomic_path(path: str | Path):
     """Context manager yielding a temp path beside ``path``; renamed on success."""
     return _AtomicPath(Path(path))
@@ -74,6 +83,7 @@ class _AtomicPath:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
+            os.chmod(self.tmp, _FILE_MODE)  # mkstemp makes 0600; clips are served to others
             os.replace(self.tmp, self.path)
         else:
             self.tmp.unlink(missing_ok=True)
@@ -186,13 +196,29 @@ def write_video(
                 astream = out.add_stream("aac", rate=int(sample_rate))
                 astream.layout = "mono"
             for frame in frames:
-                for packet in vs.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+                vf = av.VideoFrame.from_ndarray(_aligned(frame), format="rgb24").reformat(format="yuv420p")
+                for packet in vs.encode(vf):
                     out.mux(packet)
             for packet in vs.encode():
                 out.mux(packet)
             if astream is not None:
                 _encode_audio(out, astream, to_mono_float(audio, str(path)), int(sample_rate))
     return path
+
+
+def _aligned(frame: np.ndarray, align: int = 64) -> np.ndarray:
+    """A copy of ``frame`` at a 64-byte-aligned address.
+
+    FFmpeg's colour conversion takes different SIMD paths for differently
+    aligned input, so the same pixels at another address can encode to other
+    bytes.  Aligning every frame makes encoding reproducible across processes,
+    which resume-equals-uninterrupted relies on.
+    """
+    buf = np.empty(frame.nbytes + align, np.uint8)
+    start = (-buf.ctypes.data) % align
+    out = buf[start:start + frame.nbytes].reshape(frame.shape)
+    out[...] = frame
+    return out
 
 
 def _encode_audio(container, stream, audio: np.ndarray, sample_rate: int) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 
 from vastbench.config import REPO_ROOT
 from vastbench.errors import VastbenchError
+from vastbench.media import _FILE_MODE
 
 
 # --------------------------------------------------------------------------- atomic IO
@@ -41,6 +42,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _FILE_MODE)  # mkstemp makes 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,35 @@
+# The two commands of the quick start.  Both are idempotent and work on a fresh machine:
+# they create or update .venv, install what is needed, then run the job.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+
+.PHONY: demo test setup system-deps bench clean
+
+demo: setup
+	$(VENV)/bin/vastbench run --suite smoke
+
+test: setup system-deps
+	@$(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch/torchvision first, exactly the pinned pair (pip takes them from this machine's disk)
+	$(PIP) install -q "torch==2.14.1" "torchvision==0.29.1"
+	$(PIP) install -q -e ".[dev]"
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+# Debian packages the browser, PostgreSQL and LaTeX tests use (skipped with a reason when absent).
+SYSTEM_PKGS ?=
+system-deps:
+	@bash scripts/system-deps.sh $(SYSTEM_PKGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,47 @@
+"""Shared fixtures: every test runs with its own cache and run roots (never ~/.cache)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("vastbench_cache")
+    old = {k: os.environ.get(k) for k in ("VASTBENCH_CACHE", "VASTBENCH_RUNS")}
+    os.environ["VASTBENCH_CACHE"] = str(cache)
+    os.environ["VASTBENCH_RUNS"] = str(tmp_path_factory.mktemp("runs"))
+    yield cache
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def run_cli(*args: str, timeout: float = 600, check: bool = False) -> subprocess.CompletedProcess:
+    """Run the real ``vastbench`` command in a subprocess."""
+    proc = subprocess.run([sys.executable, "-m", "vastbench", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO, env=os.environ.copy())
+    if check and proc.returncode != 0:
+        raise AssertionError(f"vastbench {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """One uninterrupted smoke run, shared by tests that only read it."""
+    from vastbench.config import load_suite
+    from vastbench.rundir import RunDir
+    from vastbench.runner import run_suite
+
+    root = tmp_path_factory.mktemp("smoke") / "run"
+    result = run_suite(load_suite("smoke"), RunDir(root), device="cpu")
+    return result
