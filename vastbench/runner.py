@@ -59,7 +59,7 @@ class Reporter:
     """Progress callbacks; the CLI plugs rich progress bars in, tests use the silent default."""
 
     stage: Callable[[str, str], None] = lambda name, msg: None
-    track: Callable[[list, str], Iterator] = lambda items, desc: iter(items)
+    track: Callable[..., Iterator] = lambda items, desc, total=None: iter(items)
 
 
 @dataclass

@@ -22,13 +22,15 @@ def _reporter():
     def stage(name: str, msg: str) -> None:
         console.print(f"[bold cyan]{name}[/] {msg}".rstrip())
 
-    def track(items, desc):
-        items = list(items)
-        if not items:
+    def track(items, desc, total=None):
+        if total is None:
+            items = list(items)
+            total = len(items)
+        if not total:
             return
         with Progress(TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       TextColumn("eta"), TimeRemainingColumn(), console=console, transient=False) as prog:
-            task = prog.add_task(desc, total=len(items))
+            task = prog.add_task(desc, total=total)
             for item in items:
                 yield item
                 prog.advance(task)
