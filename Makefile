@@ -22,12 +22,12 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q --upgrade pip
 	# torch/torchvision first, exactly the pinned pair (pip takes them from this machine's disk)
 	$(PIP) install -q "torch==2.14.1" "torchvision==0.29.1"
-	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q -e ".[app,dev]"
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
 # Debian packages the browser, PostgreSQL and LaTeX tests use (skipped with a reason when absent).
-SYSTEM_PKGS ?=
+SYSTEM_PKGS ?= chromium postgresql
 system-deps:
 	@bash scripts/system-deps.sh $(SYSTEM_PKGS)
 

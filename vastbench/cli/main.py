@@ -31,9 +31,15 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for
 
 
 def _register_commands() -> None:
+    from vastbench.cli import assets as assets_cmds
+    from vastbench.cli import data as data_cmds
+    from vastbench.cli import mos as mos_cmds
     from vastbench.cli import run as run_cmds
 
     run_cmds.register(app)
+    data_cmds.register(app)
+    assets_cmds.register(app)
+    mos_cmds.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
