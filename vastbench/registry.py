@@ -83,4 +83,5 @@ METRICS.register("psnr", "vastbench.metrics.image:PSNR")
 METRICS.register("ssim", "vastbench.metrics.image:SSIM")
 
 DATASETS.register("fixture", "vastbench.data.fixture:FixtureDataset")
+DATASETS.register("synthtalk", "vastbench.data.synthtalk.dataset:SynthTalkDataset")
 DATASETS.register("manifest", "vastbench.data.base:ManifestDataset")
