@@ -1,0 +1,76 @@
+"""Self-contained VAST checkpoints: the file alone rebuilds the model.
+
+Contents: format name + version, the config as a dict, the model state (which
+includes the data normalizer), and for resuming: optimizer state, step, and the
+RNG states (torch, CUDA, the window sampler's numpy generator).  Only plain
+types and tensors, so ``torch.load(weights_only=True)`` reads it.  Files are
+written atomically, so a run killed while saving keeps its previous checkpoint.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vastbench.errors import VastbenchError
+from vastbench.rundir import atomic_write_bytes, sha256_file
+from vastbench.vast.config import VastConfig
+from vastbench.vast.model import VastModel
+
+FORMAT = "vastbench.vast"
+VERSION = 1
+
+
+def save_checkpoint(path: str | Path, model: VastModel, optimizer: torch.optim.Optimizer | None = None,
+                    step: int = 0, rng: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> Path:
+    state = {
+        "format": FORMAT,
+        "version": VERSION,
+        "torch_version": str(torch.__version__),
+        "config": model.cfg.to_dict(),
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "step": int(step),
+        "rng": rng or {},
+        "extra": extra or {},
+    }
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise VastbenchError(f"VAST checkpoint {path} does not exist; train one or check the path")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for a corrupt file
+        raise VastbenchError(f"VAST checkpoint {path} cannot be read ({type(exc).__name__}); "
+                             f"it is corrupt or not a checkpoint: retrain or re-download it") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise VastbenchError(f"{path} is not a VAST checkpoint (format {state.get('format')!r}); "
+                             f"pass a file written by vastbench.vast.train")
+    if state.get("version") != VERSION:
+        raise VastbenchError(f"VAST checkpoint {path} has version {state.get('version')}, this vastbench reads "
+                             f"version {VERSION}; retrain it with this version")
+    return state
+
+
+def model_from_state(state: dict[str, Any], device: str | torch.device = "cpu") -> VastModel:
+    model = VastModel(VastConfig.from_dict(state["config"]))
+    model.load_state_dict(state["model"])
+    return model.to(device)
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> VastModel:
+    """Rebuild a VAST model from the checkpoint file alone, in eval mode."""
+    return model_from_state(load_checkpoint(path), device).eval()
+
+
+def checkpoint_sha256(path: str | Path) -> str:
+    """sha256 of the checkpoint file, for run manifests and ``Generator.describe()``."""
+    return sha256_file(path)

@@ -1,0 +1,196 @@
+"""The whole VAST architecture and its training recipe as one dataclass.
+
+``VastConfig`` is what a checkpoint stores (``to_dict``) and what rebuilds the
+model from the file alone (``from_dict``).  Ablations and presets are *data*:
+named overrides of the base config, never code forks.
+
+Shapes used across ``vastbench.vast``:
+    B batch, T video frames (25 fps), 4T PPG frames (100 Hz), P phone classes,
+    E expression channels, D = E + pose_dim target channels, Tp prompt frames,
+    d ``d_model``, S ``style_dim``, Z ``latent_dim``, H ``ar_hidden``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from vastbench.errors import VastbenchError
+
+DECODERS = ("hybrid", "nar", "ar")
+RECON_LOSSES = ("l1", "gaussian")
+KL_ESTIMATORS = ("mc", "closed")
+
+
+@dataclass(frozen=True)
+class VastConfig:
+    # ---- data contract (SynthTalk defaults; real data: E PCA coefficients)
+    expr_dim: int = 11
+    pose_dim: int = 6
+    ppg_dim: int = 40
+    ppg_per_frame: int = 4              # 100 Hz PPG / 25 fps video
+    # Index groups into the expression channels.  Mouth channels drive the NAR
+    # path and the mouth weight; upper-face channels are only reported apart.
+    mouth_channels: tuple[int, ...] = (0, 1, 2, 3, 4, 5)
+    upper_channels: tuple[int, ...] = (6, 7, 8, 9, 10)
+    silence_index: int = 0              # PPG class of silence
+    min_prompt_frames: int = 25         # 1 s at 25 fps
+
+    # ---- architecture
+    d_model: int = 64
+    n_heads: int = 4
+    ff_mult: int = 2
+    dropout: float = 0.1
+    style_layers: int = 2
+    style_dim: int = 64                 # S: pooled style feature
+    content_layers: int = 2
+    content_window: int = 12            # frames each side a content frame attends to
+    latent_dim: int = 16                # Z: style code
+    ar_hidden: int = 128                # H
+    ar_layers: int = 1
+
+    # ---- ablation switches
+    enhancer: bool = True               # False: deterministic style code, no KL
+    flow_steps: int = 4                 # K Householder steps; 0: diagonal Gaussian posterior
+    decoder: str = "hybrid"             # "hybrid" | "nar" | "ar"
+
+    # ---- loss (Eq. 7)
+    recon: str = "l1"                   # "l1" | "gaussian" (learned per-channel scale)
+    mouth_weight: float = 2.0
+    velocity_weight: float = 1.0
+    # beta after warm-up; 1 = the ELBO of Eq. 7 (the KL is spread over the frames x channels
+    # the reconstruction averages over).  Below 1 because the unit-scale L1 likelihood is
+    # flatter than the data's noise, which would otherwise over-weight the KL and collapse z.
+    kl_weight: float = 0.1
+    kl_warmup_steps: int = 400
+    kl_estimator: str = "mc"            # "mc" (Eq. 7 as written) | "closed"
+
+    # ---- autoregressive training
+    ss_start: int = 150                 # scheduled sampling: ramp the sampling prob ...
+    ss_end: int = 750                   # ... linearly from 0 at ss_start to ss_max at ss_end
+    ss_max: float = 0.5
+    ar_input_noise: float = 0.05        # std of noise on the fed-back frame (normalized units)
+
+    # ---- training recipe
+    steps: int = 1000                   # quick: ~110 s at ~110 ms/step on one core
+    batch_size: int = 16
+    lr: float = 2e-3
+    lr_warmup: int = 100
+    min_lr_ratio: float = 0.1           # cosine decay to lr * min_lr_ratio at `steps`
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    window_min: int = 48                # target window, frames
+    window_max: int = 80
+    prompt_max: int = 150               # prompt window, frames (min is min_prompt_frames)
+    prompt_speech_dropout: float = 0.2  # train the "prompt without audio" path
+    ckpt_every: int = 250
+    eval_every: int = 250
+    eval_batches: int = 4
+    log_every: int = 50
+
+    def __post_init__(self):
+        # Dataclasses from JSON give lists; keep tuples so configs hash and compare.
+        for name in ("mouth_channels", "upper_channels"):
+            object.__setattr__(self, name, tuple(int(i) for i in getattr(self, name)))
+        self._validate()
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def out_dim(self) -> int:
+        """D: expression + pose channels per frame."""
+        return self.expr_dim + self.pose_dim
+
+    @property
+    def pose_channels(self) -> tuple[int, ...]:
+        return tuple(range(self.expr_dim, self.out_dim))
+
+    @property
+    def uses_ar(self) -> bool:
+        return self.decoder in ("hybrid", "ar")
+
+    # ------------------------------------------------------------------ (de)serialize
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "VastConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            from vastbench.registry import did_you_mean
+            raise VastbenchError(f"unknown VAST config key '{unknown[0]}'{did_you_mean(unknown[0], known)}")
+        return cls(**d)
+
+    def replace(self, **overrides) -> "VastConfig":
+        return VastConfig.from_dict({**self.to_dict(), **overrides})
+
+    # ------------------------------------------------------------------ checks
+    def _validate(self) -> None:
+        def bad(msg: str):
+            raise VastbenchError(f"VAST config: {msg}")
+
+        if self.decoder not in DECODERS:
+            bad(f"decoder '{self.decoder}' is not one of {', '.join(DECODERS)}")
+        if self.recon not in RECON_LOSSES:
+            bad(f"recon '{self.recon}' is not one of {', '.join(RECON_LOSSES)}")
+        if self.kl_estimator not in KL_ESTIMATORS:
+            bad(f"kl_estimator '{self.kl_estimator}' is not one of {', '.join(KL_ESTIMATORS)}")
+        if self.flow_steps < 0:
+            bad(f"flow_steps must be >= 0, got {self.flow_steps}")
+        if self.d_model % self.n_heads:
+            bad(f"d_model {self.d_model} must be divisible by n_heads {self.n_heads}")
+        for name in ("mouth_channels", "upper_channels"):
+            idx = getattr(self, name)
+            if any(i < 0 or i >= self.expr_dim for i in idx) or len(set(idx)) != len(idx):
+                bad(f"{name} {list(idx)} must be distinct indices in [0, expr_dim={self.expr_dim})")
+        if self.decoder == "hybrid" and not self.mouth_channels:
+            bad("the hybrid decoder needs mouth_channels (the NAR path predicts them); set them or use decoder='ar'")
+        if not 0 <= self.silence_index < self.ppg_dim:
+            bad(f"silence_index {self.silence_index} must be in [0, ppg_dim={self.ppg_dim})")
+        if not 1 <= self.window_min <= self.window_max:
+            bad(f"need 1 <= window_min <= window_max, got {self.window_min}, {self.window_max}")
+        if self.prompt_max < self.min_prompt_frames:
+            bad(f"prompt_max {self.prompt_max} must be >= min_prompt_frames {self.min_prompt_frames}")
+        for name in ("expr_dim", "pose_dim", "ppg_dim", "ppg_per_frame", "d_model", "style_dim", "latent_dim",
+                     "ar_hidden", "ar_layers", "style_layers", "content_layers", "batch_size", "steps"):
+            if getattr(self, name) < (0 if name == "pose_dim" else 1):
+                bad(f"{name} must be positive, got {getattr(self, name)}")
+
+
+# Presets: "quick" trains on two CPU cores in about two minutes on ~130 clips of
+# ~3 s; "full" is sized for one GPU.
+PRESETS: dict[str, VastConfig] = {
+    "quick": VastConfig(),
+    "full": VastConfig(
+        d_model=256, n_heads=8, ff_mult=4, style_layers=4, style_dim=256, content_layers=4,
+        latent_dim=64, ar_hidden=512, ar_layers=2, flow_steps=8,
+        steps=60_000, batch_size=64, lr=5e-4, lr_warmup=1000, kl_warmup_steps=10_000,
+        ss_start=5_000, ss_end=30_000, window_max=100, prompt_max=250,
+        ckpt_every=2_000, eval_every=1_000, eval_batches=16, log_every=100,
+    ),
+}
+
+# Ablations of the paper, as overrides of whichever preset is the base.
+ABLATION_OVERRIDES: dict[str, dict[str, Any]] = {
+    "vast": {},
+    "no_enhancer": {"enhancer": False},
+    "no_flow": {"flow_steps": 0},
+    "nar_only": {"decoder": "nar"},
+    "ar_only": {"decoder": "ar"},
+}
+
+ABLATIONS: dict[str, VastConfig] = {
+    name: PRESETS["quick"].replace(**over) for name, over in ABLATION_OVERRIDES.items()
+}
+
+
+def make_config(preset: str = "quick", ablation: str = "vast", **overrides) -> VastConfig:
+    """A preset, then an ablation, then explicit overrides (e.g. ``expr_dim`` for real data)."""
+    from vastbench.registry import did_you_mean
+
+    if preset not in PRESETS:
+        raise VastbenchError(f"unknown VAST preset '{preset}'{did_you_mean(preset, PRESETS)}")
+    if ablation not in ABLATION_OVERRIDES:
+        raise VastbenchError(f"unknown VAST ablation '{ablation}'{did_you_mean(ablation, ABLATION_OVERRIDES)}")
+    return PRESETS[preset].replace(**{**ABLATION_OVERRIDES[ablation], **overrides})

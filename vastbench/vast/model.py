@@ -1,0 +1,293 @@
+"""VAST: style encoder -> variational style enhancer -> hybrid expression decoder.
+
+Everything outside the model is in data units (blendshape weights, radians,
+whatever the data uses); inside, every channel is standardized with the train
+set's mean and std, which the model keeps as buffers so a checkpoint carries
+them.  The loss is computed in standardized units, so no channel dominates by
+its scale.
+
+Batch layout (``forward`` / ``loss``; masks are True on valid frames):
+    x            (B, T, D)     target expression + pose
+    mask         (B, T)
+    ppg          (B, 4T, P)    driving speech (the target's)
+    prompt       (B, Tp, D)    style prompt (another clip of the same style)
+    prompt_mask  (B, Tp)
+    prompt_ppg   (B, 4Tp, P)   the prompt's own speech (optional)
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from vastbench.errors import VastbenchError
+from vastbench.vast.config import VastConfig
+from vastbench.vast.decoder import HybridDecoder
+from vastbench.vast.enhancer import StyleCode, build_style_head
+from vastbench.vast.inputs import check_ppg, check_prompt, check_prompt_ppg, is_silent, pad_stack
+from vastbench.vast.layers import upsample_mask
+from vastbench.vast.style_encoder import StyleEncoder
+
+log = logging.getLogger(__name__)
+
+
+class VastModel(nn.Module):
+    def __init__(self, cfg: VastConfig):
+        super().__init__()
+        self.cfg = cfg
+        D = cfg.out_dim
+        self.style_encoder = StyleEncoder(cfg)
+        self.enhancer = build_style_head(cfg)
+        self.decoder = HybridDecoder(cfg)
+        if cfg.recon == "gaussian":
+            self.log_scale = nn.Parameter(torch.zeros(D))     # per-channel σ of p(X | zK, A)
+        self.register_buffer("x_mean", torch.zeros(D))
+        self.register_buffer("x_std", torch.ones(D))
+        self.register_buffer("rest", torch.zeros(D))          # standardized rest face (silence rule)
+        weights = torch.ones(D)
+        weights[list(cfg.mouth_channels)] = cfg.mouth_weight
+        self.register_buffer("channel_weight", weights, persistent=False)
+
+    # ------------------------------------------------------------------ units
+    def set_normalizer(self, mean: Any, std: Any, rest: Any | None = None) -> None:
+        """Train-set statistics, (D,) each; ``rest`` in data units (mean face over silent frames)."""
+        t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32), device=self.x_mean.device)  # noqa: E731
+        self.x_mean.copy_(t(mean))
+        # A constant channel (std 0) would divide by zero; 1e-4 keeps it at 0 after standardizing.
+        self.x_std.copy_(t(std).clamp_min(1e-4))
+        self.rest.copy_(self.normalize(t(rest)) if rest is not None else torch.zeros_like(self.rest))
+
+    def normalize(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        z = (x - self.x_mean) / self.x_std
+        return z if mask is None else torch.where(mask.unsqueeze(-1), z, torch.zeros_like(z))
+
+    def denormalize(self, z: torch.Tensor) -> torch.Tensor:
+        return z * self.x_std + self.x_mean
+
+    @property
+    def device(self) -> torch.device:
+        return self.x_mean.device
+
+    # ------------------------------------------------------------------ style
+    def encode_style(self, prompt: torch.Tensor, prompt_mask: torch.Tensor, prompt_ppg: torch.Tensor | None = None,
+                     sample: bool = False, eps: torch.Tensor | None = None,
+                     has_speech: torch.Tensor | None = None) -> StyleCode:
+        """prompt (B, Tp, D) data units -> StyleCode (z: (B, Z))."""
+        feat = self.style_encoder(self.normalize(prompt, prompt_mask), prompt_mask)          # (B, S)
+        ppg_mask = upsample_mask(prompt_mask, self.cfg.ppg_per_frame) if prompt_ppg is not None else None
+        return self.enhancer(feat, prompt_ppg, ppg_mask, sample, eps, has_speech)
+
+    # ------------------------------------------------------------------ training
+    def forward(self, batch: dict, ss_prob: float = 0.0,
+                generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+        """-> pred (B, T, D) in data units, aux (standardized pred/target, StyleCode).
+
+        The style code is a posterior sample in training mode or when ``generator`` is given
+        (seeded noise, for validation); otherwise the posterior mean.
+        """
+        x, mask = batch["x"], batch["mask"]
+        sample = self.cfg.enhancer and (self.training or generator is not None)
+        eps = None
+        if sample and generator is not None:
+            eps = torch.randn(x.shape[0], self.cfg.latent_dim, generator=generator).to(x.device)
+        style = self.encode_style(batch["prompt"], batch["prompt_mask"], batch.get("prompt_ppg"),
+                                  sample=sample, eps=eps)
+        target = self.normalize(x, mask)                                                       # (B, T, D)
+        noise = self.cfg.ar_input_noise if self.training else 0.0
+        pred = self.decoder(batch["ppg"], mask, style.z.to(target.dtype), target, ss_prob, noise)   # (B, T, D)
+        return self.denormalize(pred), {"pred": pred, "target": target, "style": style}
+
+    def beta(self, step: int) -> float:
+        """Linear KL warm-up: 0 -> kl_weight over kl_warmup_steps."""
+        w = self.cfg.kl_warmup_steps
+        return self.cfg.kl_weight * (min(1.0, step / w) if w > 0 else 1.0)
+
+    def ss_prob(self, step: int) -> float:
+        """Scheduled-sampling probability at ``step`` (0 before ss_start, ss_max after ss_end)."""
+        c = self.cfg
+        if not c.uses_ar or c.ss_max <= 0 or step <= c.ss_start:
+            return 0.0
+        return c.ss_max * min(1.0, (step - c.ss_start) / max(c.ss_end - c.ss_start, 1))
+
+    def loss(self, batch: dict, step: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Eq. 7 (negated, per frame): recon(X | zK, A) + velocity + beta(step) * KL.  'loss' carries grad."""
+        ss = self.ss_prob(step) if self.training else 0.0
+        _, aux = self.forward(batch, ss_prob=ss, generator=generator)
+        pred, target, style = aux["pred"].float(), aux["target"], aux["style"]
+        valid = batch["mask"].unsqueeze(-1).float()                                            # (B, T, 1)
+        err = self._recon_error(pred, target)                                                 # (B, T, D)
+        recon = self._weighted_mean(err, valid)
+        dv = (pred[:, 1:] - pred[:, :-1]) - (target[:, 1:] - target[:, :-1])                 # (B, T-1, D)
+        velocity = self._weighted_mean(dv.abs(), valid[:, 1:] * valid[:, :-1])
+        kl = style.kl.mean()                                                                   # nats / sequence
+        # Spread the KL over the frames x channels the reconstruction averages over, so
+        # kl_weight = 1 is Eq. 7's ELBO (unit-scale likelihood in standardized units).
+        kl_per_element = style.kl.sum() / (valid.sum().clamp_min(1.0) * pred.shape[-1])
+        beta = self.beta(step)
+        out = {"loss": recon + self.cfg.velocity_weight * velocity + beta * kl_per_element}
+        logged = {"recon": recon, "velocity": velocity, "kl": kl, "kl_closed": style.kl_closed.mean(),
+                  "log_det": style.log_det.mean(), **self._group_errors(err, valid)}
+        out.update({k: v.detach() for k, v in logged.items()})
+        out["beta"] = torch.tensor(beta)
+        out["ss_prob"] = torch.tensor(ss)
+        return out
+
+    def _recon_error(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.cfg.recon == "l1":
+            return (pred - target).abs()
+        # Gaussian NLL with a learned per-channel scale (constant 0.5 log 2π dropped).
+        return 0.5 * ((pred - target) / self.log_scale.exp()).pow(2) + self.log_scale
+
+    def _weighted_mean(self, err: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        # err (B, T, D), valid (B, T, 1) -> scalar: mean over valid frames, channel-weighted
+        w = self.channel_weight
+        return (err * valid * w).sum() / (valid.sum().clamp_min(1.0) * w.sum())
+
+    def _group_errors(self, err: torch.Tensor, valid: torch.Tensor) -> dict[str, torch.Tensor]:
+        groups = {"mouth": self.cfg.mouth_channels, "upper": self.cfg.upper_channels, "pose": self.cfg.pose_channels}
+        out = {}
+        for name, idx in groups.items():
+            if idx:
+                e = err[..., list(idx)]
+                out[f"recon_{name}"] = (e * valid).sum() / (valid.sum().clamp_min(1.0) * len(idx))
+        return out
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def generate(self, prompt_X: Any, prompt_mask: Any, ppg: Any, seed: int | None = None, sample: bool = False,
+                 *, prompt_ppg: Any = None, style: torch.Tensor | None = None) -> np.ndarray:
+        """One request: prompt (Tp, D) [+ (Tp,) mask], driving PPG (4T, P) -> (T, D) float32, data units.
+
+        ``sample=False``: the posterior mean styles the output (deterministic).
+        ``sample=True``: a posterior sample, reproducible with ``seed``.
+        ``style``: a code (Z,) from ``style_code``/``interpolate`` used instead of the prompt.
+        """
+        return self.generate_batch([prompt_X], [ppg], seeds=[seed], sample=sample, prompt_masks=[prompt_mask],
+                                   prompt_ppgs=[prompt_ppg], styles=[style])[0]
+
+    @torch.no_grad()
+    def generate_batch(self, prompts: Sequence[Any], ppgs: Sequence[Any], seeds: Sequence[int | None] | None = None,
+                       sample: bool = False, prompt_masks: Sequence[Any] | None = None,
+                       prompt_ppgs: Sequence[Any] | None = None,
+                       styles: Sequence[torch.Tensor | None] | None = None) -> list[np.ndarray]:
+        """Several requests at once (padded, masked): the same outputs as one at a time, [(T_i, D)]."""
+        n = len(ppgs)
+        seeds, prompt_masks, prompt_ppgs, styles = (_per_request(a, n, name) for a, name in (
+            (seeds, "seeds"), (prompt_masks, "prompt_masks"), (prompt_ppgs, "prompt_ppgs"), (styles, "styles")))
+        was_training = self.training
+        self.eval()
+        try:
+            z = self._codes(prompts, prompt_masks, prompt_ppgs, styles, seeds, sample)          # (B, Z)
+            drives = [check_ppg(p, self.cfg, f"request {i}: driving PPG") for i, p in enumerate(ppgs)]
+            ppg, ppg_mask = pad_stack(drives)                                                   # (B, 4T, P)
+            mask = ppg_mask[:, :: self.cfg.ppg_per_frame]                                        # (B, T)
+            hold = self._silence_hold(drives)                                                    # (B, D)
+            out = self.decoder.generate(ppg.to(self.device), mask.to(self.device), z, hold.to(self.device), self.rest)
+            out = self.denormalize(out).float().cpu()
+        finally:
+            self.train(was_training)
+        return [out[i, : len(d) // self.cfg.ppg_per_frame].numpy() for i, d in enumerate(drives)]
+
+    def _silence_hold(self, drives: list[torch.Tensor]) -> torch.Tensor:
+        silent = torch.tensor([is_silent(d, self.cfg) for d in drives])
+        for i in silent.nonzero().flatten().tolist():
+            log.warning("request %d: the driving PPG is silence in every frame; generating a listening face "
+                        "(mouth at rest, upper face and head still styled)", i)
+        mouth = torch.zeros(self.cfg.out_dim, dtype=torch.bool)
+        mouth[list(self.cfg.mouth_channels)] = True
+        return silent[:, None] & mouth[None, :]
+
+    def _codes(self, prompts, prompt_masks, prompt_ppgs, styles, seeds, sample) -> torch.Tensor:
+        """Style codes (B, Z): given ones as they are, the rest encoded from their prompts in one batch."""
+        Z = self.cfg.latent_dim
+        codes: list[torch.Tensor | None] = [None if s is None else torch.as_tensor(s, dtype=torch.float32).flatten()
+                                            for s in styles]
+        for i, c in enumerate(codes):
+            if c is not None and c.numel() != Z:
+                raise VastbenchError(f"request {i}: style code has {c.numel()} values, this model's codes have {Z}; "
+                                     f"make it with this model's style_code()")
+        todo = [i for i, c in enumerate(codes) if c is None]
+        if todo:
+            if len(prompts) != len(styles):
+                raise VastbenchError(f"{len(prompts)} prompts for {len(styles)} requests; give one prompt per request")
+            enc = self._encode_prompts([prompts[i] for i in todo], [prompt_masks[i] for i in todo],
+                                       [prompt_ppgs[i] for i in todo], [seeds[i] for i in todo], sample, todo)
+            for j, i in enumerate(todo):
+                codes[i] = enc[j]
+        return torch.stack([c.to(self.device) for c in codes])
+
+    def _encode_prompts(self, prompts, masks, prompt_ppgs, seeds, sample, ids) -> torch.Tensor:
+        checked = [check_prompt(p, m, self.cfg, f"request {i}: style prompt") for p, m, i in zip(prompts, masks, ids)]
+        prompt, pmask = pad_stack([x for x, _ in checked])                                    # (B, Tp, D)
+        speech, has = None, None
+        if any(p is not None for p in prompt_ppgs):
+            k, P = self.cfg.ppg_per_frame, self.cfg.ppg_dim
+            rows = [x.new_zeros(k * len(x), P) if p is None else
+                    check_prompt_ppg(p, keep, self.cfg, f"request {i}: prompt PPG")
+                    for (x, keep), p, i in zip(checked, prompt_ppgs, ids)]
+            speech = pad_stack(rows)[0].to(self.device)                                       # (B, 4Tp, P)
+            has = torch.tensor([p is not None for p in prompt_ppgs], device=self.device)
+        eps = None
+        if sample and self.cfg.enhancer:
+            eps = torch.stack([_noise(s, self.cfg.latent_dim) for s in seeds]).to(self.device)
+        code = self.encode_style(prompt.to(self.device), pmask.to(self.device), speech, sample=sample, eps=eps,
+                                 has_speech=has)
+        return code.z.float()
+
+    @torch.no_grad()
+    def style_code(self, prompt_X: Any, prompt_mask: Any = None, prompt_ppg: Any = None,
+                   seed: int | None = None, sample: bool = False) -> torch.Tensor:
+        """A prompt's style code zK (Z,) (posterior mean unless ``sample``)."""
+        was_training = self.training
+        self.eval()
+        try:
+            return self._encode_prompts([prompt_X], [prompt_mask], [prompt_ppg], [seed], sample, [0])[0].cpu()
+        finally:
+            self.train(was_training)
+
+    @torch.no_grad()
+    def interpolate(self, prompt_a: Any, prompt_b: Any, alpha: float, *, mask_a: Any = None, mask_b: Any = None,
+                    ppg_a: Any = None, ppg_b: Any = None) -> torch.Tensor:
+        """(1 - alpha) * code(a) + alpha * code(b), (Z,), from posterior means; pass it to
+        ``generate(..., style=code)``.  alpha outside [0, 1] extrapolates (exaggerates a style)."""
+        za, zb = self.style_code(prompt_a, mask_a, ppg_a), self.style_code(prompt_b, mask_b, ppg_b)
+        return torch.lerp(za, zb, float(alpha))
+
+    def describe(self) -> dict:
+        return {"config": self.cfg.to_dict(), "parameters": count_parameters(self),
+                "parameters_by_module": parameter_table(self)}
+
+
+# ---------------------------------------------------------------------- helpers
+def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def parameter_table(model: nn.Module) -> dict[str, int]:
+    """Parameters per top-level module (style_encoder, enhancer, decoder, ...)."""
+    table = {name: count_parameters(child) for name, child in model.named_children()}
+    direct = sum(p.numel() for name, p in model.named_parameters(recurse=False))
+    if direct:
+        table["(model)"] = direct
+    return table
+
+
+def _per_request(values: Sequence | None, n: int, name: str) -> list:
+    if values is None:
+        return [None] * n
+    values = list(values)
+    if len(values) != n:
+        raise VastbenchError(f"{name} has {len(values)} entries for {n} requests; give one per request (or None)")
+    return values
+
+
+def _noise(seed: int | None, dim: int) -> torch.Tensor:
+    """eps ~ N(0, I) (dim,), drawn on the CPU from ``seed`` so a seed gives the same style on any device."""
+    if seed is None:
+        return torch.randn(dim)
+    return torch.randn(dim, generator=torch.Generator().manual_seed(int(seed)))
+

@@ -1,0 +1,284 @@
+"""Training loop for VAST as a library function (the CLI and the runner call ``train``).
+
+    out_dir/
+      last.pt        latest checkpoint (every ``ckpt_every`` steps; resume point)
+      model.pt       the final model (same format, no optimizer state)
+      losses.csv     one row per step: losses, lr, grad norm; val columns on eval steps
+      curves.png     the loss curves
+
+Resuming restores model, optimizer, step and every RNG (torch and the window
+sampler), and drops CSV rows after the checkpoint, so an interrupted run ends
+with the same weights and numbers as an uninterrupted one (on the same device).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from vastbench.errors import VastbenchError
+from vastbench.rundir import atomic_write_bytes, atomic_write_text
+from vastbench.vast.checkpoint import load_checkpoint, save_checkpoint
+from vastbench.vast.config import VastConfig
+from vastbench.vast.data import ClipDataset, WindowSampler, feature_stats, fixed_batches, to_device
+from vastbench.vast.model import VastModel, count_parameters
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int, dict], None]
+LOSS_KEYS = ("loss", "recon", "velocity", "kl", "kl_closed", "recon_mouth", "recon_upper", "recon_pose", "beta",
+             "ss_prob")
+COLUMNS = ("step", *LOSS_KEYS, "lr", "grad_norm", "val_loss", "val_recon", "val_free_l1", "elapsed_s")
+
+
+def train(cfg: VastConfig, train_set: ClipDataset | list[dict], val_set: ClipDataset | list[dict] | None,
+          out_dir: str | Path, steps: int | None = None, device: str = "cpu", seed: int = 0, resume: bool = True,
+          progress: Progress | bool | None = None) -> Path:
+    """Train VAST until ``steps`` (default ``cfg.steps``); return the path of ``model.pt``.
+
+    ``progress``: None -> a rich bar when stderr is a terminal; True/False -> force on/off; a callable
+    ``(step, total, row)`` -> called after every step (the runner's reporter).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    steps = cfg.steps if steps is None else int(steps)
+    train_ds, val_ds = _dataset(train_set, cfg, "train"), _dataset(val_set, cfg, "val") if val_set else None
+
+    torch.manual_seed(seed)
+    model = VastModel(cfg)
+    model.set_normalizer(*feature_stats(train_ds, cfg))
+    model.to(device)
+    opt = make_optimizer(model, cfg)
+    sampler = WindowSampler(train_ds, cfg, seed)
+    if sampler.n_self_prompted:
+        log.warning("%d of %d training clips have no other clip of their style; they are their own style prompt",
+                    sampler.n_self_prompted, len(train_ds))
+
+    step, rows = 0, []
+    if resume and (out_dir / "last.pt").exists():
+        step = _restore(out_dir / "last.pt", model, opt, sampler, cfg, device)
+        rows = [r for r in _read_rows(out_dir / "losses.csv") if int(r["step"]) <= step]
+        log.info("resumed %s at step %d", out_dir, step)
+    log.info("VAST %s: %d parameters, %d train clips, training to step %d on %s",
+             cfg.decoder, count_parameters(model), len(train_ds), steps, device)
+
+    val_batches = fixed_batches(val_ds, cfg, cfg.eval_batches) if val_ds is not None else []
+    with _progress_bar(progress, steps, step) as report:
+        step = _loop(model, opt, sampler, val_batches, cfg, step, steps, device, rows, out_dir, report)
+    return _finish(model, step, rows, out_dir, seed)
+
+
+def _loop(model, opt, sampler, val_batches, cfg, step, steps, device, rows, out_dir, report) -> int:
+    amp = _autocast(device)
+    t0 = time.perf_counter() - (float(rows[-1]["elapsed_s"]) if rows else 0.0)
+    while step < steps:
+        lr = lr_at(step, cfg)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        batch = to_device(sampler.batch(cfg.batch_size), device)
+        model.train()
+        with amp:
+            out = model.loss(batch, step)
+        opt.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        step += 1
+        row = {"step": step, **{k: float(out[k].detach()) for k in LOSS_KEYS if k in out}, "lr": lr,
+               "grad_norm": float(grad_norm)}
+        if val_batches and (step % cfg.eval_every == 0 or step == steps):
+            row.update(evaluate(model, val_batches, step, device))
+        row["elapsed_s"] = round(time.perf_counter() - t0, 3)
+        rows.append(row)
+        report(step, steps, row)
+        if not math.isfinite(row["loss"]):
+            raise VastbenchError(f"VAST training diverged at step {step} (loss {row['loss']}); lower lr "
+                                 f"(now {cfg.lr}) or kl_weight, or check the data for outliers")
+        if step % cfg.log_every == 0:
+            log.info("step %d/%d loss %.4f recon %.4f kl %.3f lr %.2e", step, steps, row["loss"], row["recon"],
+                     row.get("kl", 0.0), lr)
+        if step % cfg.ckpt_every == 0 and step < steps:
+            _checkpoint(out_dir, model, opt, sampler, step, rows)
+    _checkpoint(out_dir, model, opt, sampler, step, rows)
+    return step
+
+
+def _finish(model: VastModel, step: int, rows: list[dict], out_dir: Path, seed: int) -> Path:
+    final = out_dir / "model.pt"
+    extra = {"seed": seed, "final": {k: v for k, v in (rows[-1] if rows else {}).items() if k != "step"}}
+    save_checkpoint(final, model, None, step, extra=extra)
+    return final
+
+
+# ---------------------------------------------------------------------- pieces
+def _dataset(data: ClipDataset | list[dict], cfg: VastConfig, what: str) -> ClipDataset:
+    if isinstance(data, ClipDataset):
+        return data
+    try:
+        return ClipDataset(list(data), cfg)
+    except VastbenchError as exc:
+        raise VastbenchError(f"VAST {what} set: {exc}") from None
+
+
+def make_optimizer(model: VastModel, cfg: VastConfig) -> torch.optim.AdamW:
+    # Decay matrices only; biases, norms and the per-channel scales stay undecayed (as in nanoGPT).
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    rest = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99))
+
+
+def lr_at(step: int, cfg: VastConfig) -> float:
+    """Linear warm-up, then cosine decay to lr * min_lr_ratio at cfg.steps (flat after)."""
+    if step < cfg.lr_warmup:
+        return cfg.lr * (step + 1) / cfg.lr_warmup
+    span = max(cfg.steps - cfg.lr_warmup, 1)
+    progress = min(1.0, (step - cfg.lr_warmup) / span)
+    floor = cfg.lr * cfg.min_lr_ratio
+    return floor + 0.5 * (cfg.lr - floor) * (1.0 + math.cos(math.pi * progress))
+
+
+def _autocast(device: str | torch.device):
+    if torch.device(device).type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def evaluate(model: VastModel, batches: list[dict], step: int, device: str | torch.device) -> dict[str, float]:
+    """Validation: Eq. 7 loss (teacher-forced, fixed noise) and the free-running L1 (standardized units)."""
+    model.eval()
+    losses, recons, free = [], [], []
+    for i, batch in enumerate(batches):
+        batch = to_device(batch, device)
+        with _autocast(device):
+            out = model.loss(batch, step, generator=torch.Generator().manual_seed(i))
+            style = model.encode_style(batch["prompt"], batch["prompt_mask"], batch["prompt_ppg"])
+            pred = model.decoder.generate(batch["ppg"], batch["mask"], style.z.float())
+        valid = batch["mask"].unsqueeze(-1).float()
+        err = (pred.float() - model.normalize(batch["x"], batch["mask"])).abs()
+        losses.append(float(out["loss"]))
+        recons.append(float(out["recon"]))
+        free.append(float((err * valid).sum() / (valid.sum() * err.shape[-1])))
+    model.train()
+    return {"val_loss": float(np.mean(losses)), "val_recon": float(np.mean(recons)), "val_free_l1": float(np.mean(free))}
+
+
+# ---------------------------------------------------------------------- checkpoints and logs
+def _rng_state(sampler: WindowSampler) -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "sampler": sampler.state_dict()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _checkpoint(out_dir: Path, model, opt, sampler, step: int, rows: list[dict]) -> None:
+    save_checkpoint(out_dir / "last.pt", model, opt, step, rng=_rng_state(sampler))
+    _write_rows(out_dir / "losses.csv", rows)
+    write_curves(out_dir / "curves.png", rows)
+
+
+def _restore(path: Path, model: VastModel, opt, sampler: WindowSampler, cfg: VastConfig, device) -> int:
+    state = load_checkpoint(path, map_location=device)
+    if state["config"] != cfg.to_dict():
+        changed = sorted(k for k in cfg.to_dict() if state["config"].get(k) != cfg.to_dict()[k])
+        raise VastbenchError(f"{path} was trained with a different VAST config ({', '.join(changed[:4])} differ); "
+                             f"use a new out_dir or resume=False")
+    model.load_state_dict(state["model"])
+    if state["optimizer"] is not None:
+        opt.load_state_dict(state["optimizer"])
+    rng = state["rng"]
+    torch.set_rng_state(rng["torch"].cpu())
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
+    sampler.load_state_dict(rng["sampler"])
+    return int(state["step"])
+
+
+def _read_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(f)]
+
+
+def _write_rows(path: Path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: (int(v) if k == "step" else f"{v:.6g}") for k, v in r.items() if k in COLUMNS})
+    atomic_write_text(path, buf.getvalue())
+
+
+def write_curves(path: Path, rows: list[dict]) -> None:
+    """Train loss components (per step, smoothed) and validation losses, one PNG."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if not rows:
+        return
+    fig = Figure(figsize=(10, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax, ax_kl = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    steps = np.array([r["step"] for r in rows], dtype=float)
+    for key in ("loss", "recon", "velocity"):
+        ax.plot(*_smooth(steps, np.array([r.get(key, np.nan) for r in rows])), label=key)
+    val = [(r["step"], r["val_loss"], r.get("val_free_l1", np.nan)) for r in rows if "val_loss" in r]
+    if val:
+        v = np.array(val)
+        ax.plot(v[:, 0], v[:, 1], "o-", label="val loss")
+        ax.plot(v[:, 0], v[:, 2], "s--", label="val free-running L1")
+    ax.set(xlabel="step", ylabel="loss (standardized units)", title="VAST training")
+    ax.legend(fontsize=8)
+    ax_kl.plot(*_smooth(steps, np.array([r.get("kl", np.nan) for r in rows])), label="KL (nats / sequence)")
+    ax_kl.set(xlabel="step", ylabel="KL", title="KL and its weight")
+    ax_beta = ax_kl.twinx()
+    ax_beta.plot(steps, [r.get("beta", np.nan) for r in rows], color="tab:orange")
+    ax_beta.set_ylabel("beta", color="tab:orange")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _smooth(x: np.ndarray, y: np.ndarray, k: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """Trailing moving average (no edge artefacts: the first k-1 points are dropped)."""
+    if len(y) < 2 * k:
+        return x, y
+    return x[k - 1:], np.convolve(y, np.ones(k) / k, mode="valid")
+
+
+@contextlib.contextmanager
+def _progress_bar(progress: Progress | bool | None, total: int, start: int):
+    """Yield a ``report(step, total, row)`` callable: the caller's, a rich bar, or a no-op."""
+    if callable(progress):
+        yield progress
+        return
+    if not (progress is True or (progress is None and sys.stderr.isatty())):
+        yield lambda step, total, row: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeRemainingColumn
+
+    with Bar(TextColumn("VAST"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+             TextColumn("{task.fields[losses]}"), transient=False) as bar:
+        task = bar.add_task("train", total=total, completed=start, losses="")
+
+        def report(step: int, total: int, row: dict) -> None:
+            text = f"loss {row['loss']:.3f} recon {row['recon']:.3f} kl {row.get('kl', 0.0):.2f}"
+            if "val_loss" in row:
+                text += f" val {row['val_loss']:.3f}"
+            bar.update(task, completed=step, losses=text)
+
+        yield report
