@@ -81,6 +81,12 @@ GENERATORS.register("shifted_audio", "vastbench.controls.controls:ShiftedAudio")
 
 METRICS.register("psnr", "vastbench.metrics.image:PSNR")
 METRICS.register("ssim", "vastbench.metrics.image:SSIM")
+METRICS.register("lse_d", "vastbench.metrics.lse:LSED")
+METRICS.register("lse_c", "vastbench.metrics.lse:LSEC")
+METRICS.register("fid", "vastbench.metrics.fid:FID")
+METRICS.register("lpips", "vastbench.metrics.lpips_metric:LPIPS")
+# LPIPS with an untrained AlexNet backbone when the ImageNet weights are absent; reported as LPIPS*.
+METRICS.register("lpips_offline", "vastbench.metrics.lpips_metric:LPIPSAllowUntrained")
 
 DATASETS.register("fixture", "vastbench.data.fixture:FixtureDataset")
 DATASETS.register("synthtalk", "vastbench.data.synthtalk.dataset:SynthTalkDataset")

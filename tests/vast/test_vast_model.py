@@ -41,7 +41,7 @@ def test_config_roundtrip_and_errors():
         cfg.replace(mouth_channels=[0, 11])
     with pytest.raises(VastbenchError, match="ablation"):
         make_config("quick", "no_flows")
-    assert set(ABLATIONS) == {"vast", "no_enhancer", "no_flow", "nar_only", "ar_only"}
+    assert set(ABLATIONS) == {"vast", "no_enhancer", "no_flow", "nar_only", "ar_only", "no_style"}
     assert set(PRESETS) == {"quick", "full"}
     assert make_config("full", "no_flow").flow_steps == 0 and make_config("full").d_model == PRESETS["full"].d_model
 
@@ -105,7 +105,8 @@ def test_every_ablation_builds_runs_and_trains_a_step(name):
     assert (out["kl"] == 0) == (not cfg.enhancer)
     assert (out["ss_prob"] > 0) == cfg.uses_ar
     grads = [p.grad for p in model.style_encoder.parameters()]
-    assert all(g is not None for g in grads), "the style path gets no gradient"
+    if cfg.style:  # the no_style reference has, by design, no style path to train
+        assert all(g is not None for g in grads), "the style path gets no gradient"
     assert model.generate(np.zeros((30, D), np.float32), None, _ppg(np.random.default_rng(0), 12)).shape == (12, D)
     assert count_parameters(model) == sum(parameter_table(model).values())
 
@@ -212,3 +213,20 @@ def test_all_silence_gives_a_still_mouth_and_a_living_face(decoder):
     np.testing.assert_allclose(out[:, mouth], np.broadcast_to(rest[mouth], (50, len(mouth))), atol=1e-6)
     assert out[:, 11:].std(0).max() > 0 or decoder == "nar"            # head still moves (AR path)
     assert talk[:, mouth].std(0).max() > 1e-4                          # the other request is unaffected
+
+
+def test_no_style_reference_ignores_the_prompt():
+    import torch
+
+    from vast_fixtures import random_batch, tiny_config
+    from vastbench.vast.model import VastModel
+
+    cfg = tiny_config(style=False, enhancer=False)
+    model = VastModel(cfg).eval()
+    batch = random_batch(cfg)
+    other = dict(batch, prompt=batch["prompt"] + 5.0)
+    with torch.no_grad():
+        a, _ = model(batch)
+        b, _ = model(other)
+    assert torch.equal(a, b)
+    assert float(model.loss(batch, step=10)["kl"]) == 0.0

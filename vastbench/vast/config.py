@@ -51,6 +51,7 @@ class VastConfig:
     ar_layers: int = 1
 
     # ---- ablation switches
+    style: bool = True                  # False: no style input at all (the neutral avatar reference)
     enhancer: bool = True               # False: deterministic style code, no KL
     flow_steps: int = 4                 # K Householder steps; 0: diagonal Gaussian posterior
     decoder: str = "hybrid"             # "hybrid" | "nar" | "ar"
@@ -178,6 +179,9 @@ ABLATION_OVERRIDES: dict[str, dict[str, Any]] = {
     "no_flow": {"flow_steps": 0},
     "nar_only": {"decoder": "nar"},
     "ar_only": {"decoder": "ar"},
+    # Not an ablation of the paper: the style-free reference ("neutral avatar") that VAST
+    # sets out to vivify; the same decoder with a constant zero style code.
+    "no_style": {"style": False, "enhancer": False},
 }
 
 ABLATIONS: dict[str, VastConfig] = {

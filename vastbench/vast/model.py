@@ -77,6 +77,10 @@ class VastModel(nn.Module):
                      sample: bool = False, eps: torch.Tensor | None = None,
                      has_speech: torch.Tensor | None = None) -> StyleCode:
         """prompt (B, Tp, D) data units -> StyleCode (z: (B, Z))."""
+        if not self.cfg.style:  # the neutral reference: the prompt is ignored
+            zero = prompt.new_zeros(prompt.shape[0])
+            return StyleCode(z=prompt.new_zeros(prompt.shape[0], self.cfg.latent_dim), kl=zero, kl_closed=zero,
+                             log_det=zero)
         feat = self.style_encoder(self.normalize(prompt, prompt_mask), prompt_mask)          # (B, S)
         ppg_mask = upsample_mask(prompt_mask, self.cfg.ppg_per_frame) if prompt_ppg is not None else None
         return self.enhancer(feat, prompt_ppg, ppg_mask, sample, eps, has_speech)
