@@ -45,3 +45,12 @@ def smoke_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("smoke") / "run"
     result = run_suite(load_suite("smoke"), RunDir(root), device="cpu")
     return result
+
+
+@pytest.fixture(scope="session")
+def synthtalk_quick():
+    """The SynthTalk ``quick`` manifest, built once per test session (1-3 minutes on 2 cores)."""
+    from vastbench.config import DatasetConfig
+    from vastbench.data.synthtalk.dataset import SynthTalkDataset
+
+    return SynthTalkDataset(DatasetConfig(name="synthtalk", profile="quick", seed=0)).load()

@@ -33,6 +33,8 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for
 def _register_commands() -> None:
     from vastbench.cli import assets as assets_cmds
     from vastbench.cli import data as data_cmds
+    from vastbench.cli import features as features_cmds
+    from vastbench.cli import train as train_cmds
     from vastbench.cli import mos as mos_cmds
     from vastbench.cli import run as run_cmds
 
@@ -40,6 +42,8 @@ def _register_commands() -> None:
     data_cmds.register(app)
     assets_cmds.register(app)
     mos_cmds.register(app)
+    features_cmds.register(app)
+    train_cmds.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
