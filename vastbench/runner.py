@@ -258,7 +258,10 @@ class Runner:
         return values, errs
 
     def _set_metric(self, label: str, metric: SetMetric, samples: list[EvalSample]) -> float:
-        key = stable_hash([metric.version] + [sha256_file(s.generated) for s in samples])
+        # The value depends on the generated clips, the reference clips and the metric's weights.
+        key = stable_hash([metric.describe()] + [[sha256_file(s.generated), sha256_file(s.reference)
+                                                  if s.reference is not None and s.reference.exists() else None]
+                                                 for s in samples])
         path = self.run.metrics_dir / "set" / label / f"{metric.name}.json"
         cached = read_json(path, {}) or {}
         if cached.get("input_hash") == key:
@@ -298,8 +301,9 @@ class Runner:
                                          "ci_high": float("nan"), "n": n_gen}
             systems[label] = {"n_requests": len(self.requests), "n_generated": n_gen, "n_failed": failed,
                               "failures": {k: v["reason"] for k, v in sorted(errors.items())}, "metrics": mets}
+        notes = [n for n in (getattr(m, "footnote", None) for m in self.metrics) if n]
         summary = {"suite": self.cfg.name, "suite_version": self.cfg.version, "config_hash": self.cfg.config_hash(),
-                   "ci": st.ci, "bootstrap": st.bootstrap,
+                   "ci": st.ci, "bootstrap": st.bootstrap, "notes": list(dict.fromkeys(notes)),
                    "metrics": {m.name: m.describe() for m in self.metrics},
                    "systems": systems, "n_failed": total_failed}
         # Systems keep the suite's order (tables follow it), so no key sorting here.

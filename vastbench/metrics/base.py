@@ -69,6 +69,7 @@ class Metric(ABC):
     version: ClassVar[str] = "1"
     #: a short label for tables (LaTeX allowed), and a footnote when non-standard.
     label: ClassVar[str | None] = None
+    footnote: str | None = None
 
     def describe(self) -> dict:
         return {"name": self.name, "version": self.version, "higher_is_better": self.higher_is_better,
