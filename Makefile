@@ -4,12 +4,13 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
+DEMO_SUITE ?= controls
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
 .PHONY: demo test setup system-deps bench clean
 
 demo: setup
-	$(VENV)/bin/vastbench run --suite smoke
+	$(VENV)/bin/vastbench run --suite $(DEMO_SUITE)
 
 test: setup system-deps
 	@$(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
