@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.helpers import REPO, run_cli  # noqa: F401  (re-exported for older imports)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -26,13 +23,6 @@ def _isolated_cache(tmp_path_factory):
             os.environ[k] = v
 
 
-def run_cli(*args: str, timeout: float = 600, check: bool = False) -> subprocess.CompletedProcess:
-    """Run the real ``vastbench`` command in a subprocess."""
-    proc = subprocess.run([sys.executable, "-m", "vastbench", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO, env=os.environ.copy())
-    if check and proc.returncode != 0:
-        raise AssertionError(f"vastbench {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 @pytest.fixture(scope="session")

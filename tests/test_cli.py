@@ -1,6 +1,6 @@
 """The CLI as a user meets it: one-line errors, --debug tracebacks, validate, suites."""
 
-from conftest import run_cli
+from tests.helpers import run_cli
 
 
 def test_validate_misspelled_key_is_one_line(tmp_path):

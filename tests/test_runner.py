@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from scipy.io import wavfile
 
-from conftest import REPO, run_cli
+from tests.helpers import REPO, run_cli
 from vastbench.config import load_suite
 from vastbench.rundir import RunDir
 from vastbench.runner import run_suite
