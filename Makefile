@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 # Debian packages the browser, PostgreSQL and LaTeX tests use (skipped with a reason when absent).
-SYSTEM_PKGS ?= chromium postgresql
+SYSTEM_PKGS ?= chromium postgresql texlive-latex-base texlive-latex-recommended poppler-utils
 system-deps:
 	@bash scripts/system-deps.sh $(SYSTEM_PKGS)
 

@@ -121,7 +121,7 @@ def holm(p):
 def exported(tmp_path_factory):
     """A ratings export with one planted inconsistent judge, analysed with the t-table."""
     d = tmp_path_factory.mktemp("export")
-    df = simulate_ratings(None, SYMMETRIC, n_items=12, n_judges=9, outlier_judges=1, outlier_kind="random", seed=2)
+    df = simulate_ratings(None, SYMMETRIC, n_items=10, n_judges=9, outlier_judges=1, outlier_kind="random", seed=2)
     df.to_csv(d / "ratings.csv", index=False)
     res = run_analysis(d / "ratings.csv", d / "analysis", AnalysisOptions(ci="t", reference="s2", **QUICK))
     return d, res

@@ -34,6 +34,7 @@ def _register_commands() -> None:
     from vastbench.cli import assets as assets_cmds
     from vastbench.cli import data as data_cmds
     from vastbench.cli import features as features_cmds
+    from vastbench.cli import report as report_cmds
     from vastbench.cli import train as train_cmds
     from vastbench.cli import mos as mos_cmds
     from vastbench.cli import run as run_cmds
@@ -44,6 +45,7 @@ def _register_commands() -> None:
     mos_cmds.register(app)
     features_cmds.register(app)
     train_cmds.register(app)
+    report_cmds.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,4 +1,4 @@
-"""``vastbench mos ...``: create a study, serve the rating app, manage judges, export."""
+"""``vastbench mos ...``: create a study, serve the rating app, manage judges, export, analyse, simulate."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 console = Console(soft_wrap=True)  # paths and links stay on one line
-mos_app = typer.Typer(no_args_is_help=True, help="MOS studies: design, rating app, judges, exports.")
+mos_app = typer.Typer(no_args_is_help=True, help="MOS studies: design, rating app, judges, exports, statistics.")
 
 _DB = typer.Option(None, "--db", help="SQLAlchemy URL (default: sqlite ratings.db in the study directory).")
 
@@ -121,6 +121,48 @@ def status(study: Path = typer.Argument(...), db: Optional[str] = _DB) -> None:
     with store:
         console.print(monitor.judge_progress(store, sid).to_string(index=False))
         console.print(monitor.qc_flags(store.ratings_frame(sid)).to_string(index=False))
+
+
+@mos_app.command("analyze")
+def analyze(
+    source: Path = typer.Argument(..., help="Study directory, run directory, or ratings CSV/Parquet export."),
+    reference: Optional[str] = typer.Option(None, "--reference", help="System the others are tested against "
+                                            "(default: the suite's statistics.reference, else 'vast', else the best)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: RUN/mos/analysis or STUDY/analysis)."),
+    ci: str = typer.Option("mixed", "--ci", help="CI the tables show: 'mixed' (mixed model) or 't' (t over item means)."),
+    delta: float = typer.Option(0.3, "--delta", help="MOS difference the power analysis targets."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PDF/PNG plots."),
+    db: Optional[str] = _DB,
+) -> None:
+    """Screen judges and compute MOS, CIs, tests, agreement, metric-MOS correlation and power."""
+    from vastbench.mos.analyze import AnalysisOptions, run_analysis
+    from vastbench.mos.report import print_summary
+
+    res = run_analysis(source, out, AnalysisOptions(reference=reference, ci=ci, power_delta=delta, plots=plots), db)
+    print_summary(res.analysis, res.paths, console, res.out_dir)
+
+
+@mos_app.command("simulate")
+def simulate(
+    run: Path = typer.Option(..., "--run", help="Run directory with metrics/per_clip.csv."),
+    judges: int = typer.Option(15, "--judges", help="Simulated judges."),
+    ratings_per_clip: Optional[int] = typer.Option(None, "--ratings-per-clip", help="Judges per clip (default: all)."),
+    seed: int = typer.Option(0, "--seed"),
+    outliers: int = typer.Option(0, "--outliers", help="Judges who rate at random / on an inverted scale."),
+    gold: int = typer.Option(2, "--gold", help="Gold clips per judge."),
+    traps: int = typer.Option(1, "--traps", help="Trapping clips per judge."),
+) -> None:
+    """Simulated judges rate the run's clips from its objective metrics (labelled SIMULATED everywhere)."""
+    from vastbench.mos.analyze import SimulateOptions, simulate_run
+
+    path, desc = simulate_run(run, SimulateOptions(judges=judges, ratings_per_clip=ratings_per_clip, seed=seed,
+                                                   outliers=outliers, gold=gold, traps=traps))
+    console.print("[bold red]SIMULATED[/] ratings (simulated judges, not people): " + str(path))
+    for crit, m in desc["mapping"].items():
+        console.print(f"  {crit}: from {m['metric']} ({'higher' if m['higher_is_better'] else 'lower'} is better)")
+    for n in desc["notes"]:
+        console.print(f"[yellow]note:[/] {n}")
+    console.print(f"analyse them: vastbench mos analyze {run}")
 
 
 def register(app: typer.Typer) -> None:

@@ -663,7 +663,13 @@ def pairwise_vs_reference(df: pd.DataFrame, reference: str, criterion=None, *, l
             if n >= 1 and np.any(d != 0):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    w = stats.wilcoxon(d, zero_method="wilcox", alternative="two-sided")
+                    # Deterministic p-values: exact when it is defined (no ties, no zeros, n <= 50), else
+                    # the normal approximation. SciPy's "auto" would fall back to a random permutation
+                    # test with ties, so a table's daggers could change between runs.
+                    nz = d[d != 0]
+                    exact = len(nz) <= 50 and len(np.unique(np.abs(nz))) == len(nz) and len(nz) == len(d)
+                    w = stats.wilcoxon(d, zero_method="wilcox", alternative="two-sided",
+                                       method="exact" if exact else "asymptotic")
                 row.update(wilcoxon_W=float(w.statistic), p_wilcoxon=float(w.pvalue))
             else:
                 row.update(wilcoxon_W=float("nan"), p_wilcoxon=1.0 if n else float("nan"))
