@@ -72,7 +72,7 @@ def asset_status() -> list[dict]:
     out = []
     for spec in ASSETS.values():
         present = spec.path.exists()
-        digest = sha256_file(spec.path) if present else None
+        digest = sha256_file(spec.path) if present and spec.path.is_file() else None
         out.append({"name": spec.name, "path": str(spec.path), "present": present,
                     "verified": present and (spec.sha256 is None or digest == spec.sha256),
                     "sha256": digest, "pinned": spec.sha256, "description": spec.description})

@@ -1,4 +1,4 @@
-"""``vastbench assets``: list frozen assets, reproduce (train) and evaluate them."""
+"""``vastbench assets``: list frozen assets, import or fetch third-party weights, reproduce (train) and evaluate."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from rich.table import Table
 
 from vastbench.cli.run import _reporter, console
 
-assets_app = typer.Typer(help="Frozen, versioned assets: list, train (reproduce), evaluate.", no_args_is_help=True)
+assets_app = typer.Typer(help="Frozen, versioned assets: list, import, fetch, train (reproduce), evaluate.",
+                         no_args_is_help=True)
 train_app = typer.Typer(help="Reproduce a frozen asset by its recipe.", no_args_is_help=True)
 eval_app = typer.Typer(help="Evaluate a frozen asset.", no_args_is_help=True)
 assets_app.add_typer(train_app, name="train")
@@ -26,17 +27,44 @@ def _synthtalk(profile: str, seed: int):
 
 @assets_app.command("list")
 def list_assets() -> None:
-    """What is present, verified against its pinned sha256, and what it is for."""
-    import vastbench.features.assets_catalog  # noqa: F401  (registers the assets)
-    from vastbench.assets import asset_status
+    """What is present, verified against its pin, where it is, and which metric or feature uses it."""
+    from vastbench.assets_import import asset_report
 
-    table = Table()
-    for col in ("asset", "present", "verified", "sha256", "path"):
-        table.add_column(col)
-    for row in asset_status():
-        table.add_row(row["name"], "yes" if row["present"] else "no", "yes" if row["verified"] else "NO",
-                      (row["sha256"] or "")[:16], row["path"])
+    table = Table(show_lines=True)
+    for col in ("asset", "state", "sha256", "path", "in use"):
+        table.add_column(col, overflow="fold")
+    for row in asset_report():
+        style = "red" if row["state"].startswith("MISMATCH") else "green" if row["verified"] else None
+        state = f"[{style}]{row['state']}[/]" if style else row["state"]
+        table.add_row(row["name"], f"{state}\n[dim]{row['pin_text']}[/]",
+                      (row["sha256"] or "")[:16], row["path"], row["in_use"])
     console.print(table)
+
+
+@assets_app.command("import")
+def import_cmd(source: Path = typer.Argument(..., help="The file, directory or .zip/.tar to import."),
+               name: Optional[str] = typer.Option(None, "--as", help="The asset it is (default: found by its "
+                                                                     "sha256 or name)."),
+               force: bool = typer.Option(False, "--force",
+                                          help="Replace a locally pinned asset and its pin.")) -> None:
+    """Verify weights against their pinned sha256 and copy them where vastbench looks (offline)."""
+    from vastbench.assets_import import import_asset
+
+    rec = import_asset(source, name=name, force=force)
+    pin = "hash recorded as its pin" if rec["pin_recorded"] else f"matches its {rec['pin']} pin"
+    console.print(f"imported {rec['name']} to {rec['path']} (sha256 {rec['sha256']}; {pin})")
+
+
+@assets_app.command("fetch")
+def fetch_cmd(name: str = typer.Argument(..., help="The asset to download (see `vastbench assets list`)."),
+              force: bool = typer.Option(False, "--force", help="Replace a locally pinned asset and its pin."),
+              timeout: float = typer.Option(15.0, "--timeout", help="Seconds to wait for the server.")) -> None:
+    """Download an asset from its pinned URL and import it (on a connected machine)."""
+    from vastbench.assets_import import fetch_asset
+
+    rec = fetch_asset(name, force=force, timeout=timeout, progress=_reporter())
+    pin = "hash recorded as its pin" if rec["pin_recorded"] else f"matches its {rec['pin']} pin"
+    console.print(f"fetched {rec['name']} to {rec['path']} (sha256 {rec['sha256']}; {pin})")
 
 
 @train_app.command("ppg")
