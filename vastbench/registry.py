@@ -85,6 +85,13 @@ METRICS.register("lse_d", "vastbench.metrics.lse:LSED")
 METRICS.register("lse_c", "vastbench.metrics.lse:LSEC")
 METRICS.register("fid", "vastbench.metrics.fid:FID")
 METRICS.register("lpips", "vastbench.metrics.lpips_metric:LPIPS")
+METRICS.register("style_sim", "vastbench.metrics.style:StyleSim")
+METRICS.register("style_param_err", "vastbench.metrics.style:StyleParamErr")
+METRICS.register("m_lmd", "vastbench.metrics.landmarks:MLMD")
+METRICS.register("f_lmd", "vastbench.metrics.landmarks:FLMD")
+METRICS.register("expr_std_mouth", "vastbench.metrics.expressiveness:ExprStdMouth")
+METRICS.register("expr_std_upper", "vastbench.metrics.expressiveness:ExprStdUpper")
+METRICS.register("upper_dyn_dev", "vastbench.metrics.expressiveness:UpperDynDev")
 # LPIPS with an untrained AlexNet backbone when the ImageNet weights are absent; reported as LPIPS*.
 METRICS.register("lpips_offline", "vastbench.metrics.lpips_metric:LPIPSAllowUntrained")
 

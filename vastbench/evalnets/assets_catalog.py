@@ -1,0 +1,17 @@
+"""The catalogue of the frozen evaluation networks shipped with vastbench."""
+
+from vastbench.assets import ASSETS, AssetSpec, register_asset
+
+if "face-capture" not in ASSETS:
+    register_asset(AssetSpec(
+        name="face-capture", filename="face_capture_v1.pt", shipped=True,
+        sha256="62c1efe7b3eaf3013eb623d74d1957d95ae34fcabd1ee0ee62ef7a44a7f942fb",
+        description="face capture CNN: SynthTalk frames -> expression (11), pose (6), 68 landmarks, face presence",
+        recipe="reproduce it with `python -m vastbench.evalnets.train_evalnets face_capture`"))
+
+if "style-net" not in ASSETS:
+    register_asset(AssetSpec(
+        name="style-net", filename="style_net_v1.pt", shipped=True,
+        sha256="782a32529a62c3e9c750a61c22a22097286de581686df768c12d7dc01670a2bc",
+        description="independent style embedding network (1-D conv, attention pooling) + style-parameter ridge",
+        recipe="reproduce it with `python -m vastbench.evalnets.train_evalnets style_net`"))
