@@ -13,7 +13,7 @@ demo: setup
 	$(VENV)/bin/vastbench run --suite $(DEMO_SUITE)
 
 test: setup system-deps
-	@$(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
+	@$(PY) -m pytest -q --durations=15 $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
 setup: $(STAMP)
