@@ -210,7 +210,12 @@ def test_real_server_fifteen_judges_with_restart(mos_run, tmp_path):
 
     t = time.perf_counter()
     try:
-        asyncio.run(asyncio.wait_for(main(), 540))
+        # A fresh thread owns its own event loop: an earlier test (Playwright's sync API) may
+        # leave a running loop in the main thread, where asyncio.run() refuses to start.
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pool.submit(lambda: asyncio.run(asyncio.wait_for(main(), 540))).result()
     finally:
         server.stop()
     store = Store.open(res.db_url)
