@@ -21,12 +21,10 @@ present, else one-hot phones from the clip's alignment (SynthTalk only) --
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import logging
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +37,7 @@ from vastbench.errors import VastbenchError
 from vastbench.rundir import atomic_write_bytes, atomic_write_text, sha256_file
 from vastbench.vast.conditioning import (MeshRasterizer, SynthTalkRasterizer, condition, from_unit, mouth_masks,
                                          target_background, to_unit)
+from vastbench.vast.train import _progress_bar, _smooth  # shared with the expression model's loop
 from vastbench.vast.renderer import (FORMAT, VERSION, PatchDiscriminator, Renderer, RendererConfig, count_parameters,
                                      discriminator_loss, generator_loss)
 
@@ -235,7 +234,8 @@ def train_renderer(cfg: RendererConfig, identity_clips: IdentityData | Sequence,
              data.ppg_source, steps, device)
     preview = _preview_batch(data, cfg)
     t0 = time.perf_counter() - (float(rows[-1]["elapsed_s"]) if rows else 0.0)
-    with _progress_bar(progress, steps, step) as report:
+    with _progress_bar(progress, steps, step, "renderer",
+                       lambda row: f"L1 {row.get('l1', float('nan')):.4f}") as report:
         while step < steps:
             lr_g, lr_d = lr_at(step, cfg.lr_g, cfg), lr_at(step, cfg.lr_d, cfg)
             for g in opt_g.param_groups:
@@ -497,30 +497,3 @@ def write_curves(path: Path, rows: list[dict]) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     atomic_write_bytes(path, buf.getvalue())
-
-
-def _smooth(x: np.ndarray, y: np.ndarray, k: int = 20) -> tuple[np.ndarray, np.ndarray]:
-    if len(y) < 2 * k:
-        return x, y
-    return x[k - 1:], np.convolve(y, np.ones(k) / k, mode="valid")
-
-
-@contextlib.contextmanager
-def _progress_bar(progress: Progress | bool | None, total: int, start: int):
-    """Yield a ``report(step, total, row)`` callable: the caller's, a rich bar, or a no-op."""
-    if callable(progress):
-        yield progress
-        return
-    if not (progress is True or (progress is None and sys.stderr.isatty())):
-        yield lambda step, total, row: None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeRemainingColumn
-
-    with Bar(TextColumn("renderer"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-             TextColumn("{task.fields[losses]}"), transient=False) as bar:
-        task = bar.add_task("train", total=total, completed=start, losses="")
-
-        def report(step: int, total: int, row: dict) -> None:
-            bar.update(task, completed=step, losses=f"L1 {row.get('l1', float('nan')):.4f}")
-
-        yield report

@@ -260,9 +260,20 @@ def _smooth(x: np.ndarray, y: np.ndarray, k: int = 20) -> tuple[np.ndarray, np.n
     return x[k - 1:], np.convolve(y, np.ones(k) / k, mode="valid")
 
 
+def _vast_losses(row: dict) -> str:
+    text = f"loss {row['loss']:.3f} recon {row['recon']:.3f} kl {row.get('kl', 0.0):.2f}"
+    if "val_loss" in row:
+        text += f" val {row['val_loss']:.3f}"
+    return text
+
+
 @contextlib.contextmanager
-def _progress_bar(progress: Progress | bool | None, total: int, start: int):
-    """Yield a ``report(step, total, row)`` callable: the caller's, a rich bar, or a no-op."""
+def _progress_bar(progress: Progress | bool | None, total: int, start: int, label: str = "VAST",
+                  describe: Callable[[dict], str] = _vast_losses):
+    """Yield a ``report(step, total, row)`` callable: the caller's, a rich bar, or a no-op.
+
+    Shared by the renderer's training loop (``label`` and ``describe`` say what to show).
+    """
     if callable(progress):
         yield progress
         return
@@ -271,14 +282,11 @@ def _progress_bar(progress: Progress | bool | None, total: int, start: int):
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeRemainingColumn
 
-    with Bar(TextColumn("VAST"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+    with Bar(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
              TextColumn("{task.fields[losses]}"), transient=False) as bar:
         task = bar.add_task("train", total=total, completed=start, losses="")
 
         def report(step: int, total: int, row: dict) -> None:
-            text = f"loss {row['loss']:.3f} recon {row['recon']:.3f} kl {row.get('kl', 0.0):.2f}"
-            if "val_loss" in row:
-                text += f" val {row['val_loss']:.3f}"
-            bar.update(task, completed=step, losses=text)
+            bar.update(task, completed=step, losses=describe(row))
 
         yield report
