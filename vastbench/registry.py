@@ -78,6 +78,7 @@ DATASETS: Registry = Registry("dataset")
 GENERATORS.register("ground_truth", "vastbench.controls.controls:GroundTruth")
 GENERATORS.register("static", "vastbench.controls.controls:StaticFrame")
 GENERATORS.register("shifted_audio", "vastbench.controls.controls:ShiftedAudio")
+GENERATORS.register("external", "baselines.external.generator:External")
 
 METRICS.register("psnr", "vastbench.metrics.image:PSNR")
 METRICS.register("ssim", "vastbench.metrics.image:SSIM")

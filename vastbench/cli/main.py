@@ -38,6 +38,8 @@ def _register_commands() -> None:
     from vastbench.cli import train as train_cmds
     from vastbench.cli import mos as mos_cmds
     from vastbench.cli import run as run_cmds
+    from vastbench.cli import requests as requests_cmds
+    from vastbench.cli import bench as bench_cmds
 
     run_cmds.register(app)
     data_cmds.register(app)
@@ -46,6 +48,8 @@ def _register_commands() -> None:
     features_cmds.register(app)
     train_cmds.register(app)
     report_cmds.register(app)
+    requests_cmds.register(app)
+    bench_cmds.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
