@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_features.py [--seconds 60]
 
+A thin wrapper over :func:`vastbench.bench.bench_features` (``vastbench bench --only features``).
 RTF = seconds of audio processed per second of compute (higher is faster).
 """
 
@@ -9,40 +10,28 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import time
-
-import numpy as np
+import sys
+from pathlib import Path
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=60.0)
-    args = ap.parse_args()
-    import torch
+    ap.add_argument("--repeats", type=int, default=1, help="timed runs after a warm-up (median)")
+    args = ap.parse_args(argv)
 
-    from vastbench.features import mfcc
-    from vastbench.features.extract import recognizer
-    from vastbench.torchutil import configure_threads
+    from vastbench import bench as B
 
-    threads = configure_threads()
-    from vastbench.data.synthtalk.sentences import generate_sentences
-    from vastbench.data.synthtalk.speech import Speaker, synthesize
-
-    audio = np.concatenate([synthesize(s, Speaker()).audio for s in generate_sentences(30, 0)])
-    n = int(args.seconds * 16000)
-    audio = np.resize(audio, n).astype(np.float32)
-    T = n // 640
-    res = {"audio_s": args.seconds, "threads": threads, "torch": torch.__version__, "cores": os.cpu_count()}
-    rec = recognizer()
-    for name, fn in (("ppg", lambda: rec.posteriors(audio, T)), ("mfcc", lambda: mfcc.mfcc_for_video(audio, T))):
-        fn()
-        t0 = time.perf_counter()
-        fn()
-        dt = time.perf_counter() - t0
-        res[f"{name}_rtf"] = round(args.seconds / dt, 1)
+    threads = B.set_threads(None)
+    env = B.environment(["cpu"])
+    res = {"audio_s": args.seconds, "threads": threads, "torch": env["torch"], "cores": env["cores"],
+           "load_avg": env["load_avg_start"]}
+    for r in B.bench_features(args.seconds, args.repeats):
+        res[f"{r['name']}_rtf"] = round(r["rtf"], 1)
     print(json.dumps(res, indent=2))
+    return res
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     main()
