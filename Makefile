@@ -4,19 +4,31 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
-DEMO_SUITE ?= controls
+DEMO_SUITE ?= ablation
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: demo test setup system-deps bench clean
+.PHONY: demo test setup system-deps mediapipe-env bench clean
 
 demo: setup
 	$(VENV)/bin/vastbench run --suite $(DEMO_SUITE)
 
-test: setup system-deps
+bench: setup
+	$(VENV)/bin/vastbench bench --json bench.json
+
+test: setup system-deps mediapipe-env
 	@$(PY) -m pytest -q --durations=15 $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
 setup: $(STAMP)
+
+# MediaPipe (face mesh for real-data ingestion) pins numpy<2 and protobuf<5, which clash with this
+# environment, so it lives in its own venv that vastbench talks to through a worker process.
+MP_STAMP := $(VENV)/mediapipe-env/.ready-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+mediapipe-env: $(MP_STAMP)
+
+$(MP_STAMP): $(STAMP)
+	$(VENV)/bin/vastbench data ingest-setup
+	@touch $@
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -51,6 +51,12 @@ class RequestsConfig(_Strict):
     # the same speaking style (same identity when possible), or another identity.
     prompt: Literal["self", "same_style", "cross_identity"] = "same_style"
     seed: int = 0
+    # Only these target identities (None: all).  Personalized renderers train one
+    # model per target identity, so quick suites name a few.
+    identities: list[str] | None = None
+    # Draw the style prompt from this split (another identity, any style) instead of
+    # the driving clip's style: zero-shot transfer of styles the models never saw.
+    prompt_split: str | None = None
 
     @field_validator("limit")
     @classmethod
@@ -121,7 +127,9 @@ class SuiteConfig(_Strict):
         return v
 
     def config_hash(self) -> str:
-        return stable_hash(self.model_dump(mode="json"))
+        # None values are left out, so adding a new optional key (default None) keeps the
+        # hashes, and the resumability, of existing runs.
+        return stable_hash(self.model_dump(mode="json", exclude_none=True))
 
     def short_description(self) -> str:
         first = self.description.strip().split(". ")[0].strip()

@@ -23,13 +23,38 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class GenContext:
-    """What a generator may use: the dataset, the device, a cache for weights."""
+    """What a generator may use: the dataset, the device, a cache for weights, the run's requests.
+
+    ``requests`` lets a generator train only what the run needs (e.g. one personalized
+    renderer per target identity that appears in the requests).
+    """
 
     manifest: Manifest
     device: str = "cpu"
     cache_dir: Path | None = None
     seed: int = 0
+    requests: list[Request] = field(default_factory=list)
+    dataset_seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """One unit of training a generator needs, run by the runner (in a worker process when ``--jobs`` > 1).
+
+    Jobs with the same ``key`` are run once and shared (one renderer for all expression ablations).
+    ``target`` is ``"module:function"``, called as ``function(**kwargs)`` in the worker; kwargs must be
+    picklable.  ``done`` is the file that exists once the job has finished (the cache hit test).
+    ``cost`` is a rough estimate in seconds, used to start long jobs first.
+    """
+
+    key: str
+    label: str
+    target: str
+    kwargs: dict[str, Any]
+    done: Path
+    cost: float = 60.0
+    ddp: bool = False       # under torchrun, every rank runs it together (DDP); else rank 0 alone
 
 
 @dataclass
@@ -75,7 +100,15 @@ class Generator(ABC):
 
     def needs_training(self, work_dir: Path) -> bool:
         """Whether ``prepare`` would train (False when weights are cached or nothing is learned)."""
-        return False
+        return any(not job.done.exists() for job in self.training_jobs(work_dir))
+
+    def training_jobs(self, work_dir: Path) -> list[TrainJob]:
+        """The training this system needs, as independent jobs the runner may run in parallel.
+
+        ``prepare`` must still work alone (it runs missing jobs inline); the runner calls
+        ``training_jobs`` first so that jobs of all systems share one process pool.
+        """
+        return []
 
     def generate(self, requests: list[Request], out_dir: Path) -> list[Output]:
         """Generate every request into ``out_dir/<request_id>.mp4``; failures are isolated."""
@@ -101,3 +134,49 @@ class Generator(ABC):
         d = self.describe()
         return stable_hash({"name": d["name"], "version": d["version"], "args": d["args"],
                             "weights": d.get("weights", {})})
+
+
+def run_train_job(target: str, kwargs: dict[str, Any], done: Path | str | None = None,
+                  threads: int | None = None) -> str:
+    """Run one :class:`TrainJob` target (in this process or a pool worker).
+
+    ``done``: the job's done-file.  A lock next to its directory is held while training, so two runs
+    (or a resumed run and a stray worker of a killed one) never train into the same directory at once;
+    whoever gets the lock second finds the job done and returns.
+    """
+    import fcntl
+    import importlib
+    import os
+
+    if threads is not None:
+        os.environ["VASTBENCH_THREADS"] = str(threads)
+        from vastbench.torchutil import configure_threads
+
+        configure_threads()
+    module, attr = target.split(":", 1)
+    fn = getattr(importlib.import_module(module), attr)
+    if done is None:
+        return str(fn(**kwargs))
+    done = Path(done)
+    done.parent.parent.mkdir(parents=True, exist_ok=True)
+    with open(done.parent.with_name(done.parent.name + ".lock"), "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if done.exists():
+                return "cached"
+            return str(fn(**kwargs))
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def worker_init() -> None:
+    """Pool-worker set-up: die with the parent (Linux), so a killed run leaves no training behind."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+        except OSError:
+            pass

@@ -5,9 +5,12 @@ from __future__ import annotations
 from vastbench.config import load_suite
 from vastbench.data.manifest import Manifest
 from vastbench.data.requests import build_requests
-from vastbench.generators import GenContext
+from vastbench.generators import GenContext, Generator
 from vastbench.paths import cache_dir
 from vastbench.registry import DATASETS, GENERATORS, METRICS
+
+
+_BASE_JOBS = Generator.training_jobs
 
 
 def validate_suite_plan(suite: str, overrides: list[str] | None = None, profile: str | None = None) -> list[str]:
@@ -27,11 +30,17 @@ def validate_suite_plan(suite: str, overrides: list[str] | None = None, profile:
         lines.append(f"dataset {cfg.dataset.name}/{cfg.dataset.profile}: missing, would be built at {dataset.root()}")
         lines.append(f"requests: built from split '{cfg.requests.split}' once the dataset exists")
     lines.append(f"systems ({len(cfg.systems)}):")
-    ctx = GenContext(manifest=manifest, cache_dir=cache_dir(), seed=cfg.seed)
+    ctx = GenContext(manifest=manifest, cache_dir=cache_dir(), seed=cfg.seed,
+                     requests=reqs if manifest is not None else [], dataset_seed=cfg.dataset.seed)
     for s, cls in gen_classes:
         gen = cls(s.label, ctx, **s.args)  # checks the arguments
         work = cache_dir() / "systems" / f"{gen.name}-{gen.config_hash()}"
-        todo = "would train" if gen.needs_training(work) else "nothing to train"
+        if manifest is None:
+            todo = "trains once the dataset exists" if cls.training_jobs is not _BASE_JOBS else "nothing to train"
+        else:
+            pending = [j.label for j in gen.training_jobs(work) if not j.done.exists()]
+            todo = f"would train: {', '.join(pending)}" if pending else "nothing to train (cached)" \
+                if cls.training_jobs is not _BASE_JOBS else "nothing to train"
         lines.append(f"  {s.label}: {s.generator} {s.args or ''} -> {todo}".rstrip())
     lines.append("metrics: " + ", ".join(f"{m.name} ({'higher' if m.higher_is_better else 'lower'} is better"
                                         f"{'' if m.per_clip else ', set-level'})" for m in metrics))

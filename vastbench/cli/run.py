@@ -58,6 +58,10 @@ def _print_summary(result) -> None:
     for t in result.tables:
         console.print(f"table: {t}")
     console.print(f"report: {result.run.root / 'report.html'}")
+    if result.mos_study is not None:
+        console.print(f"MOS study: vastbench mos serve {result.mos_study}  (judge links in "
+                      f"{result.mos_study / 'private' / 'links.csv'}, admin password in "
+                      f"{result.mos_study / 'private' / 'admin_password.txt'})")
     if result.failures:
         console.print(f"[yellow]{result.failures} clip(s) failed; reasons in systems/*/errors.jsonl[/]")
 
@@ -69,6 +73,8 @@ def run(
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<suite>/<timestamp>)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Resume an interrupted run directory."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a suite key: key.path=value."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1,
+                                       help="Training jobs at once (default: one per CPU core up to 4; 1 on GPU)."),
 ) -> None:
     """Run a suite end to end: data, training, generation, metrics, tables, report."""
     from vastbench.config import load_suite
@@ -79,14 +85,14 @@ def run(
     if resume is not None:
         if suite or set_ or profile or out:
             raise VastbenchError("--resume takes the run directory alone; the suite comes from its manifest.json")
-        result = resume_run(resume, device, _reporter())
+        result = resume_run(resume, device, _reporter(), jobs=jobs)
     else:
         if not suite:
             raise VastbenchError("give --suite NAME (see `vastbench suites`) or --resume RUN_DIR")
         cfg = load_suite(suite, set_, profile)
         run_dir = new_run_dir(cfg.name, out)
         console.print(f"run directory: {run_dir.root}")
-        result = run_suite(cfg, run_dir, device, _reporter())
+        result = run_suite(cfg, run_dir, device, _reporter(), jobs=jobs)
     _print_summary(result)
 
 

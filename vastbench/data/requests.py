@@ -46,6 +46,14 @@ def build_requests(manifest: Manifest, cfg: RequestsConfig) -> list[Request]:
     clips = manifest.split(cfg.split)
     if not clips:
         raise VastbenchError(f"{manifest.path}: split '{cfg.split}' has no clips; pick another split in requests.split")
+    if cfg.identities is not None:
+        missing = sorted(set(cfg.identities) - {c.identity for c in clips})
+        if missing:
+            from vastbench.registry import did_you_mean
+
+            raise VastbenchError(f"requests.identities: '{missing[0]}' has no clips in split '{cfg.split}'"
+                                 f"{did_you_mean(missing[0], {c.identity for c in clips})}")
+        clips = [c for c in clips if c.identity in set(cfg.identities)]
     rng = np.random.default_rng(cfg.seed)
     order = sorted(clips, key=lambda c: c.clip_id)
     if cfg.limit is not None and cfg.limit < len(order):
@@ -54,7 +62,8 @@ def build_requests(manifest: Manifest, cfg: RequestsConfig) -> list[Request]:
     out = []
     for i, clip in enumerate(order):
         reference = _pick(rng, manifest, clip, lambda c: c.identity == clip.identity, prefer_train=True) or clip
-        prompt = _prompt_for(rng, manifest, clip, cfg.prompt)
+        prompt = (_prompt_from_split(rng, manifest, clip, cfg.prompt_split) if cfg.prompt_split
+                  else _prompt_for(rng, manifest, clip, cfg.prompt))
         out.append(Request(
             request_id=f"r{i:04d}",
             identity=clip.identity,
@@ -75,6 +84,16 @@ def _prompt_for(rng, manifest: Manifest, clip: Clip, mode: str) -> Clip:
         return same_id or _pick(rng, manifest, clip, lambda c: c.style == clip.style) or clip
     # cross_identity: the same style spoken by someone else.
     return _pick(rng, manifest, clip, lambda c: c.style == clip.style and c.identity != clip.identity) or clip
+
+
+def _prompt_from_split(rng, manifest: Manifest, clip: Clip, split: str) -> Clip:
+    """A prompt from ``split`` spoken by another identity (any style): zero-shot style transfer."""
+    if not manifest.split(split):
+        raise VastbenchError(f"{manifest.path}: requests.prompt_split '{split}' has no clips; pick another split")
+    pick = _pick(rng, manifest, clip, lambda c: c.split == split and c.identity != clip.identity)
+    if pick is None:
+        raise VastbenchError(f"requests.prompt_split '{split}': no clip of another identity than {clip.identity}")
+    return pick
 
 
 def _pick(rng, manifest: Manifest, clip: Clip, cond, prefer_train: bool = False) -> Clip | None:

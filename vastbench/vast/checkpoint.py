@@ -37,6 +37,8 @@ def save_checkpoint(path: str | Path, model: VastModel, optimizer: torch.optim.O
         "rng": rng or {},
         "extra": extra or {},
     }
+    if type(model) is not VastModel:  # a model built on VAST's parts (e.g. the StyleTalk-style baseline)
+        state["model_class"] = f"{type(model).__module__}:{type(model).__qualname__}"
     buf = io.BytesIO()
     torch.save(state, buf)
     return atomic_write_bytes(path, buf.getvalue())
@@ -60,8 +62,26 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
+def model_class(state: dict[str, Any]) -> type[VastModel]:
+    """The checkpoint's model class: VastModel, or a subclass named by ``model_class`` ("module:Class")."""
+    name = state.get("model_class")
+    if not name:
+        return VastModel
+    import importlib
+
+    module, _, attr = str(name).partition(":")
+    try:
+        cls = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError):
+        raise VastbenchError(f"checkpoint model class {name} cannot be imported; install the package that "
+                             f"defines it") from None
+    if not (isinstance(cls, type) and issubclass(cls, VastModel)):
+        raise VastbenchError(f"checkpoint model class {name} is not a VastModel subclass; refusing to build it")
+    return cls
+
+
 def model_from_state(state: dict[str, Any], device: str | torch.device = "cpu") -> VastModel:
-    model = VastModel(VastConfig.from_dict(state["config"]))
+    model = model_class(state)(VastConfig.from_dict(state["config"]))
     model.load_state_dict(state["model"])
     return model.to(device)
 

@@ -96,6 +96,18 @@ class SynthTalkRasterizer:
         return MeshFrames(meshes, masks, lms)
 
 
+    def mesh_images(self, expressions: np.ndarray, poses: np.ndarray) -> np.ndarray:
+        """(T, H, W, 3) uint8 mesh images only (inference needs no masks or landmarks: half the work)."""
+        expressions, poses = np.asarray(expressions), np.asarray(poses)
+        if expressions.ndim != 2 or poses.ndim != 2 or len(expressions) != len(poses):
+            raise VastbenchError(f"rasterize: need expressions (T, E) and poses (T, 6) of equal T, got "
+                                 f"{expressions.shape} and {poses.shape}")
+        out = np.zeros((len(expressions), self.size, self.size, 3), np.uint8)
+        for t, (e, p) in enumerate(zip(expressions, poses)):
+            out[t] = self._renderer.render_mesh_image(e, p)
+        return out
+
+
 def identity_index(identity: Any) -> int:
     """3, "3" or "id03" -> 3."""
     text = str(identity)

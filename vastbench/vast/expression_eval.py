@@ -52,16 +52,28 @@ def train_variant(variant: str, manifest: Manifest, cache_root: Path, preset: st
     from vastbench.vast.train import train
 
     cfg = make_config(preset, variant)
-    key = stable_hash({"cfg": cfg.to_dict(), "data": manifest.content_hash(), "seed": seed, "steps": steps,
-                       "ppg": _ppg_version()}, 12)
-    out = Path(cache_root) / f"vast-{variant}-{key}"
+    out = variant_dir(variant, manifest, cache_root, preset, seed, steps)
     if (out / "model.pt").exists() and (out / "done").exists():
         return out / "model.pt"
     train_clips = load_vast_clips(manifest.split("train"))
     val_clips = load_vast_clips(manifest.split("val")) if manifest.split("val") else None
     path = train(cfg, train_clips, val_clips, out, steps=steps, device=device, seed=seed, progress=progress)
-    (out / "done").write_text("ok\n")
+    from vastbench import distributed as dist
+
+    if dist.is_main():
+        (out / "done").write_text("ok\n")
     return Path(path)
+
+
+def variant_dir(variant: str, manifest: Manifest, cache_root: Path, preset: str = "quick", seed: int = 0,
+                steps: int | None = None) -> Path:
+    """The cache directory of one trained variant: keyed by config, data, seed, steps and PPG version."""
+    from vastbench.vast.config import make_config
+
+    cfg = make_config(preset, variant)
+    key = stable_hash({"cfg": cfg.to_dict(), "data": manifest.content_hash(), "seed": seed, "steps": steps,
+                       "ppg": _ppg_version()}, 12)
+    return Path(cache_root) / f"vast-{variant}-{key}"
 
 
 def _ppg_version() -> str:

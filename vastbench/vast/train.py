@@ -26,6 +26,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from vastbench import distributed as dist
 from vastbench.errors import VastbenchError
 from vastbench.rundir import atomic_write_bytes, atomic_write_text
 from vastbench.vast.checkpoint import load_checkpoint, save_checkpoint
@@ -43,19 +44,24 @@ COLUMNS = ("step", *LOSS_KEYS, "lr", "grad_norm", "val_loss", "val_recon", "val_
 
 def train(cfg: VastConfig, train_set: ClipDataset | list[dict], val_set: ClipDataset | list[dict] | None,
           out_dir: str | Path, steps: int | None = None, device: str = "cpu", seed: int = 0, resume: bool = True,
-          progress: Progress | bool | None = None) -> Path:
+          progress: Progress | bool | None = None, model_cls: type[VastModel] = VastModel) -> Path:
     """Train VAST until ``steps`` (default ``cfg.steps``); return the path of ``model.pt``.
 
     ``progress``: None -> a rich bar when stderr is a terminal; True/False -> force on/off; a callable
     ``(step, total, row)`` -> called after every step (the runner's reporter).
+    ``model_cls``: a VastModel subclass to train with the same loop (baselines that swap a module).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     steps = cfg.steps if steps is None else int(steps)
     train_ds, val_ds = _dataset(train_set, cfg, "train"), _dataset(val_set, cfg, "val") if val_set else None
 
+    world, rank = dist.world_size(), dist.rank()
+    if world > 1 and cfg.batch_size % world:
+        raise VastbenchError(f"DDP: batch_size {cfg.batch_size} is not divisible by the {world} processes; the "
+                             f"global batch is split evenly, pick a multiple of {world}")
     torch.manual_seed(seed)
-    model = VastModel(cfg)
+    model = model_cls(cfg)  # VastModel, or a baseline built on its parts
     model.set_normalizer(*feature_stats(train_ds, cfg))
     model.to(device)
     opt = make_optimizer(model, cfg)
@@ -73,22 +79,61 @@ def train(cfg: VastConfig, train_set: ClipDataset | list[dict], val_set: ClipDat
              cfg.decoder, count_parameters(model), len(train_ds), steps, device)
 
     val_batches = fixed_batches(val_ds, cfg, cfg.eval_batches) if val_ds is not None else []
-    with _progress_bar(progress, steps, step) as report:
-        step = _loop(model, opt, sampler, val_batches, cfg, step, steps, device, rows, out_dir, report)
-    return _finish(model, step, rows, out_dir, seed)
+    loss_fn = model.loss
+    if world > 1:
+        # DDP over a module whose forward is the loss: gradients are averaged over the ranks, each of
+        # which computes the loss of its slice of the same global batch (every rank draws the global
+        # batch from the same seeded sampler and keeps rows rank*b .. (rank+1)*b).
+        from torch.nn.parallel import DistributedDataParallel
+
+        dev = torch.device(device)
+        loss_fn = DistributedDataParallel(_LossModule(model), device_ids=[dev.index] if dev.type == "cuda" else None,
+                                          find_unused_parameters=True)
+        log.info("DDP: rank %d of %d, %d of the global batch of %d", rank, world, cfg.batch_size // world,
+                 cfg.batch_size)
+    with _progress_bar(progress if dist.is_main() else False, steps, step) as report:
+        step = _loop(model, opt, sampler, val_batches, cfg, step, steps, device, rows, out_dir, report, loss_fn)
+    if not dist.is_main():
+        dist.barrier()  # rank 0 writes model.pt
+        return out_dir / "model.pt"
+    path = _finish(model, step, rows, out_dir, seed)
+    dist.barrier()
+    return path
 
 
-def _loop(model, opt, sampler, val_batches, cfg, step, steps, device, rows, out_dir, report) -> int:
+class _LossModule(torch.nn.Module):
+    """``forward(batch, step)`` = ``model.loss(batch, step)``, so DDP can wrap the training loss."""
+
+    def __init__(self, model: VastModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: dict, step: int) -> dict[str, torch.Tensor]:
+        return self.model.loss(batch, step)
+
+
+def _rank_slice(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """This rank's rows of a global batch (all of it single-process)."""
+    world, rank = dist.world_size(), dist.rank()
+    if world == 1:
+        return batch
+    b = next(iter(batch.values())).shape[0] // world
+    return {k: v[rank * b:(rank + 1) * b] for k, v in batch.items()}
+
+
+def _loop(model, opt, sampler, val_batches, cfg, step, steps, device, rows, out_dir, report, loss_fn=None) -> int:
     amp = _autocast(device)
+    loss_fn = loss_fn or model.loss
+    main = dist.is_main()
     t0 = time.perf_counter() - (float(rows[-1]["elapsed_s"]) if rows else 0.0)
     while step < steps:
         lr = lr_at(step, cfg)
         for group in opt.param_groups:
             group["lr"] = lr
-        batch = to_device(sampler.batch(cfg.batch_size), device)
+        batch = to_device(_rank_slice(sampler.batch(cfg.batch_size)), device)
         model.train()
         with amp:
-            out = model.loss(batch, step)
+            out = loss_fn(batch, step)
         opt.zero_grad(set_to_none=True)
         out["loss"].backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -107,9 +152,10 @@ def _loop(model, opt, sampler, val_batches, cfg, step, steps, device, rows, out_
         if step % cfg.log_every == 0:
             log.info("step %d/%d loss %.4f recon %.4f kl %.3f lr %.2e", step, steps, row["loss"], row["recon"],
                      row.get("kl", 0.0), lr)
-        if step % cfg.ckpt_every == 0 and step < steps:
+        if step % cfg.ckpt_every == 0 and step < steps and main:
             _checkpoint(out_dir, model, opt, sampler, step, rows)
-    _checkpoint(out_dir, model, opt, sampler, step, rows)
+    if main:
+        _checkpoint(out_dir, model, opt, sampler, step, rows)
     return step
 
 

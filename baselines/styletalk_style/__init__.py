@@ -1,0 +1,1 @@
+"""StyleTalk-style baseline: deterministic style code, style-aware adaptive decoder, VAST's renderer."""
