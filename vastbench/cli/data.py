@@ -1,4 +1,4 @@
-"""``vastbench data synth`` and ``vastbench data preview``."""
+"""``vastbench data synth``, ``data preview``, ``data ingest`` and ``data ingest-setup``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import typer
 
 from vastbench.cli.run import _reporter, console
 
-data_app = typer.Typer(help="Datasets: build SynthTalk, preview a dataset.", no_args_is_help=True)
+data_app = typer.Typer(help="Datasets: build SynthTalk, ingest real videos, preview a dataset.", no_args_is_help=True)
 
 
 @data_app.command("synth")
@@ -45,6 +45,56 @@ def preview(root: Path = typer.Argument(..., help="Dataset directory (holds mani
 
     sheet, video = _preview(root, out)
     console.print(f"contact sheet: {sheet}\nmontage: {video}")
+
+
+@data_app.command("ingest")
+def ingest_cmd(
+    layout: str = typer.Option(..., "--layout", help="hdtf, mead, voxceleb or folder (one subfolder per speaker)."),
+    src: Path = typer.Option(..., "--src", help="The folder holding the raw videos."),
+    out: Path = typer.Option(..., "--out", help="Where the dataset is written (manifest.jsonl, video/, ...)."),
+    profile: str = typer.Option("quick", "--profile", help="quick (80 px crops) or full (256 px)."),
+    jobs: int = typer.Option(1, "--jobs", help="Parallel processes (each runs its own MediaPipe worker)."),
+    components: int = typer.Option(32, "--components", help="Expression PCA dimensions."),
+    test_speakers: Optional[str] = typer.Option(None, "--test-speakers",
+                                                help="Comma-separated speakers to hold out for test "
+                                                     "(default: the layout's convention)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N videos (to try settings)."),
+    ppg: str = typer.Option("builtin", "--ppg", help="builtin (trained on SynthTalk voices) or wav2vec2 "
+                                                     "(pretrained phoneme model for real speech; import it first)."),
+) -> None:
+    """Ingest real talking-head videos: 25 fps, 16 kHz, face crops, mesh, pose, expression PCA, PPG."""
+    from vastbench.data.ingest.pipeline import IngestConfig, ingest
+
+    cfg = IngestConfig(layout=layout, src=src, out=out, profile=profile, jobs=jobs, components=components,
+                       test_speakers=[s.strip() for s in test_speakers.split(",") if s.strip()] if test_speakers
+                       else None, limit=limit, ppg=ppg)
+    s = ingest(cfg, progress=_reporter())
+    console.print(f"ingested {s['n_clips']} of {s['n_videos']} videos ({s['n_frames']} frames) into {s['root']}")
+    console.print("splits: " + ", ".join(f"{k} {v}" for k, v in sorted(s["splits"].items()))
+                  + f"; test speakers: {', '.join(s['test_speakers']) or 'none'}"
+                  + ("" if s["speaker_disjoint_test"] else " (not speaker-disjoint: one speaker only)"))
+    if s["n_skipped"]:
+        console.print(f"[yellow]skipped {s['n_skipped']} videos; reasons in {Path(s['root']) / 'skipped.jsonl'}[/]")
+    fps = s["timing"]["frames_per_second_per_job"]
+    console.print(f"face model: {s['face_model']['components']} expression components "
+                  f"({100 * s['face_model']['explained_variance']:.1f}% of the mesh variance)"
+                  + (f"; {fps:.1f} frames/s per job" if fps else ""))
+    console.print(f"use it in a suite: --set dataset.name=manifest --set dataset.root={s['root']}")
+
+
+@data_app.command("ingest-setup")
+def ingest_setup(force: bool = typer.Option(False, "--force", help="Recreate the environment from scratch."),
+                 env: Optional[Path] = typer.Option(None, "--env", help="Where to create it (default: beside the "
+                                                                        "active virtual environment).")) -> None:
+    """Create the isolated MediaPipe environment that ingestion uses (once; needs PyPI)."""
+    from vastbench.data.ingest.mediapipe_env import MEDIAPIPE_VERSION, default_env_dir, setup_env
+
+    target = env or default_env_dir()
+    console.print(f"installing mediapipe=={MEDIAPIPE_VERSION} into {target} (isolated: it needs numpy<2, protobuf<5)")
+    info = setup_env(target, force=force)
+    console.print(f"ready: mediapipe {info['mediapipe']}, numpy {info['numpy']}, python {info['python']}")
+    if env is not None and env != default_env_dir():
+        console.print(f"point vastbench at it with: export VASTBENCH_MEDIAPIPE_ENV={env}")
 
 
 def register(app: typer.Typer) -> None:
