@@ -40,6 +40,7 @@ def _register_commands() -> None:
     from vastbench.cli import run as run_cmds
     from vastbench.cli import requests as requests_cmds
     from vastbench.cli import bench as bench_cmds
+    from vastbench.cli import generate as generate_cmds
 
     run_cmds.register(app)
     data_cmds.register(app)
@@ -50,6 +51,7 @@ def _register_commands() -> None:
     report_cmds.register(app)
     requests_cmds.register(app)
     bench_cmds.register(app)
+    generate_cmds.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

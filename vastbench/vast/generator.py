@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 VARIANTS = ("vast", "no_enhancer", "no_flow", "nar_only", "ar_only", "no_style")
 RENDERER_PRESET_BY_SIZE = {80: "quick", 256: "full"}
+SILENCE_RMS = 1e-3        # about -60 dBFS: below it the driving audio holds no speech
+SILENCE_CLASS = 0         # the PPG class of silence (features.phones: "sil" = 0)
 
 
 # ----------------------------------------------------------------------------- training jobs (picklable)
@@ -259,18 +261,42 @@ class VastGenerator(Generator):
         return self._rasterizers[identity]
 
     def _inputs(self, req: Request) -> dict:
-        from vastbench.controls.controls import n_frames_for
-        from vastbench.features.extract import audio_features, clip_features
+        from vastbench.features.extract import clip_features
 
         m = self.ctx.manifest
         audio, sr = media.read_wav(m[req.driving].path("audio"))
+        prompt = clip_features(m[req.prompt], ("ppg",))
+        return self.inputs_from_arrays(audio, sr, np.concatenate([prompt["expression"], prompt["pose"]], axis=1),
+                                       prompt["ppg"], what=str(m[req.driving].path("audio")))
+
+    @staticmethod
+    def inputs_from_arrays(audio: np.ndarray, sr: int, prompt_X: np.ndarray, prompt_ppg: np.ndarray | None,
+                           what: str = "driving audio") -> dict:
+        """Driving audio (samples, 16 kHz) + a prompt's expressions and pose (Tp, E + 6) [+ its PPG]."""
+        from vastbench.controls.controls import n_frames_for
+        from vastbench.features.extract import audio_features
+
         if sr != media.SAMPLE_RATE:
-            raise VastbenchError(f"{m[req.driving].path('audio')}: {sr} Hz, VAST needs {media.SAMPLE_RATE} Hz audio")
+            raise VastbenchError(f"{what}: {sr} Hz, VAST needs {media.SAMPLE_RATE} Hz audio; resample it")
+        if len(audio) < media.SAMPLE_RATE // media.FPS:
+            raise VastbenchError(f"{what}: {len(audio)} samples is shorter than one video frame; give longer audio")
         n = n_frames_for(audio, sr)
         ppg = audio_features(audio, n, ("ppg",))["ppg"]
-        prompt = clip_features(m[req.prompt], ("ppg",))
-        X = np.concatenate([prompt["expression"], prompt["pose"]], axis=1)
-        return {"audio": audio, "sr": sr, "n": n, "ppg": ppg, "prompt": X, "prompt_ppg": prompt["ppg"]}
+        rms = float(np.sqrt(np.mean(np.square(np.asarray(audio, np.float64))))) if len(audio) else 0.0
+        if rms < SILENCE_RMS:
+            # Digital silence: the recognizer's posteriors on it are not meaningful, so it is silence by rule,
+            # and the model's silence rule gives a listening face (mouth at rest, upper face and head styled).
+            log.warning("%s: no speech (RMS %.1e, below %.0e): generating a listening face", what, rms, SILENCE_RMS)
+            ppg = np.zeros_like(ppg)
+            ppg[:, SILENCE_CLASS] = 1.0
+        return {"audio": audio, "sr": sr, "n": n, "ppg": ppg, "prompt": prompt_X, "prompt_ppg": prompt_ppg}
+
+    def generate_from(self, identity: str, inputs: dict, out_path: Path, seed: int = 0) -> Path:
+        """One clip from :meth:`inputs_from_arrays` inputs (``vastbench generate``); errors are one line."""
+        outs = self.model().generate_batch([inputs["prompt"]], [inputs["ppg"]], seeds=[seed],
+                                           sample=bool(self.args["sample"]), prompt_ppgs=[inputs["prompt_ppg"]])
+        frames = self.render(identity, outs[0], inputs["ppg"])
+        return media.write_video(out_path, frames, media.FPS, inputs["audio"], inputs["sr"])
 
     def expressions(self, requests: list[Request]) -> tuple[list[np.ndarray], list[dict], list[str | None]]:
         """The expression stage for a batch: [(T, E + 6)], the inputs, and per-request errors."""
