@@ -15,8 +15,12 @@ demo: setup
 bench: setup
 	$(VENV)/bin/vastbench bench --json bench.json
 
+# `make test` skips tests marked slow (minutes each: torchrun, kill-and-resume in three stages,
+# the MediaPipe ingestion runs); CI runs everything with `make test PYTEST_MARK=`.
+PYTEST_MARK ?= not slow
+
 test: setup system-deps mediapipe-env
-	@$(PY) -m pytest -q --durations=15 $(PYTEST_ARGS); rc=$$?; \
+	@$(PY) -m pytest -q --durations=15 -m "$(PYTEST_MARK)" $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
 setup: $(STAMP)

@@ -9,6 +9,8 @@ from tests.helpers import run_cli
 from vastbench import media
 from vastbench.controls.controls import n_frames_for
 
+pytestmark = pytest.mark.slow  # trains tiny models through the CLI when the cache is cold
+
 FAST = ["--steps", "12", "--renderer-steps", "6", "--renderer-clips", "2", "--device", "cpu"]
 
 
