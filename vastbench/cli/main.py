@@ -38,6 +38,8 @@ def _register_commands() -> None:
     from vastbench.cli import train as train_cmds
     from vastbench.cli import mos as mos_cmds
     from vastbench.cli import run as run_cmds
+    from vastbench.cli import eval as eval_cmds
+    from vastbench.cli import metrics as metrics_cmds
     from vastbench.cli import requests as requests_cmds
     from vastbench.cli import bench as bench_cmds
     from vastbench.cli import generate as generate_cmds
@@ -49,6 +51,8 @@ def _register_commands() -> None:
     features_cmds.register(app)
     train_cmds.register(app)
     report_cmds.register(app)
+    eval_cmds.register(app)
+    metrics_cmds.register(app)
     requests_cmds.register(app)
     bench_cmds.register(app)
     generate_cmds.register(app)

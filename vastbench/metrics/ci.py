@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 
@@ -27,6 +29,26 @@ def bootstrap_ci(values, ci: float = 0.95, n_boot: int = 2000, seed: int = 0) ->
 
 
 def paired_bootstrap_diff(a, b, ci: float = 0.95, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-    """Mean and CI of the paired difference a - b over the same clips."""
-    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-    return bootstrap_ci(d, ci, n_boot, seed)
+    """Mean and percentile-bootstrap CI of the paired difference ``a - b``.
+
+    ``a`` and ``b`` map request ids to per-clip values (two systems, or one
+    metric before and after a perturbation); only the requests both have are
+    paired, so a clip that failed in one of them drops out of both.  Resampling
+    the differences (not the two sides independently) removes the between-clip
+    variance the two share, which is what makes small systematic differences
+    visible.  Sequences of equal length are paired by position.  No common
+    request gives NaNs; a non-finite difference (inf PSNR) gives its mean and no
+    interval, as :func:`bootstrap_ci`.
+    """
+    if isinstance(a, Mapping) or isinstance(b, Mapping):
+        if not (isinstance(a, Mapping) and isinstance(b, Mapping)):
+            raise TypeError("paired_bootstrap_diff: give two dicts (request id -> value) or two sequences")
+        common = sorted(a.keys() & b.keys())
+        d = np.array([float(a[k]) - float(b[k]) for k in common], dtype=np.float64)
+    else:
+        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        if a.shape != b.shape:
+            raise ValueError(f"paired_bootstrap_diff: {a.shape} vs {b.shape} values; pairs need equal lengths")
+        d = a - b
+    with np.errstate(invalid="ignore"):  # inf - inf is a NaN difference, reported as such
+        return bootstrap_ci(d, ci, n_boot, seed)
