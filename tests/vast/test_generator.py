@@ -20,8 +20,9 @@ from vastbench.runner import run_suite
 FAST = {"steps": 12, "renderer_steps": 6, "renderer_clips": 2}
 
 
-def suite(systems: list[dict], limit: int = 2, metrics=("psnr",)) -> SuiteConfig:
+def suite(systems: list[dict], limit: int = 2, metrics=("psnr",), mos: dict | None = None) -> SuiteConfig:
     return SuiteConfig.model_validate({
+        **({"mos": mos} if mos else {}),
         "version": 1, "name": "gen-test",
         "dataset": {"name": "synthtalk", "profile": "quick", "seed": 0},
         "requests": {"split": "test", "prompt": "same_style", "identities": ["id03"], "limit": limit, "seed": 0},
@@ -38,7 +39,8 @@ def e2e_run(synthtalk_quick, tmp_path_factory):
         {"label": "styletalk", "generator": "styletalk_style", "args": dict(FAST)},
         {"label": "neutral", "generator": "neutral", "args": dict(FAST)},
         {"label": "broken", "generator": "vast", "args": {**FAST, "renderer": "full"}},
-    ])
+    ], mos={"enabled": True, "systems": ["vast", "no_ppg", "styletalk", "neutral"], "clips": 2, "judges": 2,
+            "ratings_per_clip": 1})
     root = tmp_path_factory.mktemp("e2e") / "run"
     result = run_suite(cfg, RunDir(root), device="cpu", jobs=2)
     return result, synthtalk_quick
@@ -77,6 +79,16 @@ def test_systems_share_training_and_a_failed_system_is_isolated(e2e_run):
     assert broken["n_generated"] == 0 and broken["n_failed"] == 2
     assert all("renderer preset 'full' works at 256 px" in why for why in broken["failures"].values())
     assert result.summary["systems"]["vast"]["n_generated"] == 2
+
+
+def test_the_run_creates_a_ready_to_serve_mos_study(e2e_run):
+    result, _ = e2e_run
+    study = result.mos_study
+    assert study is not None and (study / "study.json").exists() and (study / "ratings.db").exists()
+    links = (study / "private" / "links.csv").read_text().strip().splitlines()
+    assert len(links) == 1 + 2  # header + one link per judge
+    assert (study / "private" / "admin_password.txt").stat().st_mode & 0o077 == 0
+    assert "mos_study" in json.loads(result.run.manifest_path.read_text())
 
 
 def test_outputs_differ_between_systems_and_regenerate_identically(e2e_run, tmp_path):
