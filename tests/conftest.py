@@ -6,7 +6,9 @@ import os
 
 import pytest
 
-from tests.helpers import REPO, run_cli  # noqa: F401  (re-exported for older imports)
+from pathlib import Path
+
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, REPO, run_cli  # noqa: F401  (re-exported for older imports)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -44,3 +46,18 @@ def synthtalk_quick():
     from vastbench.data.synthtalk.dataset import SynthTalkDataset
 
     return SynthTalkDataset(DatasetConfig(name="synthtalk", profile="quick", seed=0)).load()
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """A headless Debian Chromium driven by Playwright (never `playwright install`), one per session:
+    a second sync Playwright in the same thread fails ("using Playwright Sync API inside the asyncio loop")."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need playwright: pip install playwright")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} not found; apt-get install chromium (or set VASTBENCH_CHROMIUM)")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -17,3 +17,10 @@ def run_cli(*args: str, timeout: float = 600, check: bool = False) -> subprocess
     if check and proc.returncode != 0:
         raise AssertionError(f"vastbench {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+# Browser tests drive the Debian Chromium through Playwright (never `playwright install`).
+CHROMIUM = os.environ.get("VASTBENCH_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--autoplay-policy=no-user-gesture-required"]

@@ -70,6 +70,19 @@ def _kill_when(proc: subprocess.Popen, ready, what: str) -> None:
     raise AssertionError(f"the run ended (rc={proc.poll()}) before it reached {what}")
 
 
+def _differences(run: Path, ref: Path) -> str:
+    """Which clips and per-clip values differ between two runs (so a failure says where to look)."""
+    from vastbench.rundir import sha256_file
+
+    clips = sorted({p.relative_to(run) for p in run.glob("systems/*/clips/*.mp4")}
+                   | {p.relative_to(ref) for p in ref.glob("systems/*/clips/*.mp4")})
+    out = [f"clip {c}" for c in clips
+           if not (run / c).exists() or not (ref / c).exists() or sha256_file(run / c) != sha256_file(ref / c)]
+    a, b = ((d / "metrics" / "per_clip.csv").read_text().splitlines() for d in (run, ref))
+    out += [f"row {x!r} != {y!r}" for x, y in zip(a, b) if x != y]
+    return "; ".join(out) or "no clip or per-clip row differs"
+
+
 def test_kill_in_three_stages_and_resume_gives_the_same_tables(synthtalk_quick, tmp_path):
     suite = tmp_path / "suite.yaml"
     suite.write_text(yaml.safe_dump(SUITE))
@@ -89,5 +102,6 @@ def test_kill_in_three_stages_and_resume_gives_the_same_tables(synthtalk_quick, 
         assert not (run / "metrics" / "summary.json").exists(), f"killed in {stage} after the run finished"
         _run(["run", "--resume", str(run)], cache)
         for rel in ("metrics/summary.json", "metrics/per_clip.csv", "tables/metrics.tex"):
-            assert (run / rel).read_text() == (ref / rel).read_text(), f"{rel} differs after a kill in {stage}"
+            assert (run / rel).read_text() == (ref / rel).read_text(), \
+                f"{rel} differs after a kill in {stage}: {_differences(run, ref)}"
     assert not list((cache / "systems").glob("*.tmp*")), "no temporary checkpoint files may survive"

@@ -160,7 +160,8 @@ def test_sufficient_statistics_merge_and_match_np_cov():
 
 
 # --------------------------------------------------------------------------- end to end
-def test_fid_is_zero_on_itself_and_grows_with_blur(tmp_path, inception):
+def test_fid_is_zero_on_itself_and_grows_with_blur(tmp_path, inception, monkeypatch):
+    monkeypatch.setenv("VASTBENCH_CACHE", str(tmp_path / "cache"))  # count only this test's cached features
     from scipy.ndimage import gaussian_filter
 
     from vastbench import media

@@ -165,10 +165,7 @@ def rate(at, scores=(4, 3, 5), comment: str | None = None):
 
 # --------------------------------------------------------------------------- the real server
 ARTIFACTS = Path(os.environ.get("VASTBENCH_ARTIFACTS", Path(__file__).resolve().parents[1] / "artifacts")) / "mos"
-CHROMIUM = os.environ.get("VASTBENCH_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--autoplay-policy=no-user-gesture-required"]
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS  # noqa: E402,F401  (shared with other browser tests)
 
 
 class Server:
@@ -221,20 +218,6 @@ class Server:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-@pytest.fixture(scope="session")
-def chromium():
-    """A headless Debian Chromium driven by Playwright (never `playwright install`)."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need playwright: pip install playwright")
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} not found; apt-get install chromium (or set VASTBENCH_CHROMIUM)")
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 # --------------------------------------------------------------------------- a protocol-level judge

@@ -134,37 +134,30 @@ def test_vast_expressions_follow_the_requests_batch_equals_single(e2e_run):
 
 
 @pytest.mark.browser
-def test_vast_clip_plays_in_chromium_with_audio(e2e_run):
-    """The generated mp4 decodes and plays in headless Chromium, with its audio track, for its full length."""
+def test_vast_clip_plays_in_chromium_with_audio(e2e_run, chromium):
+    """The generated mp4 decodes and plays in headless Chromium, with its audio track, for its full length.
+
+    Uses the session's browser (tests/mos/conftest.py): a second sync Playwright in the same thread fails."""
     import functools
     import http.server
     import threading
-    from pathlib import Path
 
-    from tests.mos.conftest import CHROMIUM, CHROMIUM_ARGS
-
-    sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need playwright")
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} not found; apt-get install chromium (or set VASTBENCH_CHROMIUM)")
     result, _ = e2e_run
     clip = result.run.clip_path("vast", "r0000")
     n_frames = len(media.read_video(clip, with_audio=False).frames)
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(clip.parent))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    page = chromium.new_page()
     try:
-        with sync_api.sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                         args=[*CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required"])
-            page = browser.new_page()
-            page.set_content(f'<video src="http://127.0.0.1:{server.server_port}/{clip.name}" preload="auto"></video>')
-            state = page.evaluate("""async () => { const v = document.querySelector('video');
-                await new Promise((ok, bad) => { v.onloadedmetadata = ok; v.onerror = bad; if (v.readyState >= 1) ok(); });
-                v.volume = 0.01; await v.play(); await new Promise(r => setTimeout(r, 700));
-                return {d: v.duration, t: v.currentTime, err: v.error && v.error.code,
-                        audio: v.webkitAudioDecodedByteCount, video: v.webkitVideoDecodedByteCount}; }""")
-            browser.close()
+        page.set_content(f'<video src="http://127.0.0.1:{server.server_port}/{clip.name}" preload="auto"></video>')
+        state = page.evaluate("""async () => { const v = document.querySelector('video');
+            await new Promise((ok, bad) => { v.onloadedmetadata = ok; v.onerror = bad; if (v.readyState >= 1) ok(); });
+            v.volume = 0.01; await v.play(); await new Promise(r => setTimeout(r, 700));
+            return {d: v.duration, t: v.currentTime, err: v.error && v.error.code,
+                    audio: v.webkitAudioDecodedByteCount, video: v.webkitVideoDecodedByteCount}; }""")
     finally:
+        page.close()
         server.shutdown()
     assert state["err"] is None and state["t"] > 0, state
     assert abs(state["d"] - n_frames / media.FPS) < 0.06, (state, n_frames)
