@@ -174,6 +174,8 @@ class Runner:
         dist.barrier()
         if not self.main:
             self.manifest = dataset.load()
+        for metric in self.metrics:  # face-capture metrics: MediaPipe on an ingested dataset, else the shipped net
+            metric.bind_dataset(self.manifest)
         self._update(dataset={"name": self.cfg.dataset.name, "profile": self.cfg.dataset.profile,
                                           "root": str(dataset.root()), "manifest_hash": self.manifest.content_hash(),
                                           "n_clips": len(self.manifest)})

@@ -409,6 +409,91 @@ def test_mediapipe_rasterizer_redraws_the_ingested_faces(ingested):
         MediaPipeRasterizer(Path(cfg.out), "nobody", 256).rasterize(z["expression"][:2], z["pose"][:2])
 
 
+
+# ----------------------------------------------------------------------------- the real-data path: metrics and VAST
+@e2e
+def test_metrics_on_an_ingested_dataset_capture_through_mediapipe(ingested, tmp_path):
+    """The runner binds face-capture metrics to the dataset: MediaPipe + its face model, labelled as such."""
+    from vastbench.config import load_suite
+    from vastbench.data.ingest.capture import MediaPipeCapture
+    from vastbench.data.manifest import Manifest
+    from vastbench.data.requests import Request
+    from vastbench.metrics.expressiveness import MOUTH_VERTICES, region_std
+    from vastbench.rundir import RunDir
+    from vastbench.runner import Runner
+
+    cfg, summary = ingested
+    names = ["m_lmd", "f_lmd", "expr_std_mouth", "upper_dyn_dev", "style_sim"]
+    suite = load_suite("controls", ["dataset.name=manifest", f"dataset.root={cfg.out}", f"metrics=[{','.join(names)}]"])
+    runner = Runner(suite, RunDir(tmp_path / "run"))
+    runner.stage_data()
+    metrics = {m.name: m for m in runner.metrics}
+    for m in metrics.values():
+        assert isinstance(m.capture, MediaPipeCapture) and m.version == "1+mediapipe"
+        d = m.describe()
+        assert d["face_capture"].startswith("mediapipe") and d["face_model"] == summary["face_model"]["hash"]
+        assert "MediaPipe" in m.footnote and summary["face_model"]["hash"] in m.footnote
+    assert metrics["style_sim"].label == "Style-Sim*" and metrics["style_sim"].describe()["style_net"] is None
+
+    # Ground truth against itself (and as its own style prompt), a held-out speaker's clip.
+    clip = runner.manifest.split("test")[0]
+    req = Request("r0", clip.identity, clip.clip_id, clip.clip_id, clip.clip_id, 0, clip.clip_id)
+    sample = runner._sample(req, clip.path("video"))
+    values = {n: metrics[n](sample) for n in names}
+    print("ground truth vs itself, MediaPipe capture:", values)
+    assert values["m_lmd"] == pytest.approx(0.0, abs=1e-6) and values["f_lmd"] == pytest.approx(0.0, abs=1e-6)
+    assert values["upper_dyn_dev"] == pytest.approx(0.0, abs=1e-9)
+    assert values["style_sim"] == pytest.approx(1.0, abs=1e-9)
+    # Mouth motion in px at 256: what the dataset's own features say for this clip, within capture noise.
+    truth = region_std(metrics["expr_std_mouth"].capture.vertex_motion(np.load(clip.path("features"))["expression"],
+                                                                       MOUTH_VERTICES), list(range(60)))
+    assert 0.2 < values["expr_std_mouth"] < 20 and values["expr_std_mouth"] == pytest.approx(truth, rel=0.2)
+    # LSE's face boxes come from the same capture.
+    lm = sample.cache["generated_landmarks2d"]
+    assert lm.shape == (clip.n_frames, 68, 2) and np.abs(lm - np.load(clip.path("features"))["landmarks2d"]).mean() < 3
+
+    # Another speaker's clip as the style prompt: a cosine below 1.
+    other = next(c for c in runner.manifest.split("train") if c.identity != clip.identity and "portrait" not in c.clip_id)
+    req2 = Request("r1", clip.identity, clip.clip_id, clip.clip_id, other.clip_id, 0, clip.clip_id)
+    sim = metrics["style_sim"](runner._sample(req2, clip.path("video")))
+    assert -1.0 <= sim < 0.999
+
+    # SynthTalk (no face model beside the manifest) keeps the shipped network, unlabelled.
+    from vastbench.metrics.landmarks import MLMD
+
+    plain = MLMD()
+    plain.bind_dataset(Manifest(Manifest.load(Path(cfg.out) / "manifest.jsonl").clips, tmp_path / "manifest.jsonl"))
+    assert plain.capture.kind == "synthtalk" and plain.version == "1" and plain.footnote is None
+
+
+@e2e
+def test_vast_generator_draws_mediapipe_meshes_on_an_ingested_dataset(ingested, tmp_path):
+    """VAST and the systems on its renderer path rasterize the ingested speaker's MediaPipe mesh."""
+    from baselines.neutral.generator import Neutral
+    from baselines.styletalk_style.generator import StyleTalkStyle
+    from vastbench.data.ingest.rasterizer import MediaPipeRasterizer
+    from vastbench.data.manifest import Manifest
+    from vastbench.generators import GenContext
+    from vastbench.vast.generator import VastGenerator
+
+    cfg, summary = ingested
+    manifest = Manifest.load(Path(cfg.out) / "manifest.jsonl")
+    clip = manifest.split("test")[0]
+    z = np.load(clip.path("features"))
+    for cls in (VastGenerator, Neutral, StyleTalkStyle):
+        gen = cls(cls.name, GenContext(manifest=manifest, cache_dir=tmp_path))
+        gen._check_dataset()
+        rast = gen.rasterizer(clip.identity)
+        assert isinstance(rast, MediaPipeRasterizer) and rast.size == gen.size == 256
+        assert gen.describe()["face_model"] == summary["face_model"]["hash"]
+    images = rast.rasterize(z["expression"][:10], z["pose"][:10]).mesh_images
+    assert images.shape == (10, 256, 256, 3) and images.dtype == np.uint8
+    assert 0.1 < (images.max(-1) > 0).mean() < 0.7   # a face-sized drawing, not an empty or full frame
+    # A dataset that is neither SynthTalk nor ingested is refused with a reason.
+    bare = Manifest(manifest.clips, tmp_path / "manifest.jsonl")
+    with pytest.raises(VastbenchError, match="vastbench data ingest"):
+        VastGenerator("vast", GenContext(manifest=bare))._check_dataset()
+
 @needs_mediapipe
 def test_wav2vec2_ppg_without_its_weights_stops_before_any_video(tmp_path, monkeypatch):
     _touch(tmp_path / "src", "alice/a.mp4")

@@ -6,7 +6,9 @@ ground-truth and prompt videos, so every system's expressions come from the same
 capture and comparisons are fair.  It is a small CNN trained on frames of
 SynthTalk train clips against the blendshape weights, head pose and landmarks
 stored beside them; it is frozen and shipped with its sha256
-(``face_capture_v1.pt``, asset ``face-capture``).
+(``face_capture_v1.pt``, asset ``face-capture``).  On a dataset made by
+``vastbench data ingest`` metrics capture with MediaPipe and the dataset's face
+model instead (:func:`capture_for`, :class:`vastbench.data.ingest.capture.MediaPipeCapture`).
 
 Per frame it predicts
 
@@ -212,30 +214,89 @@ def load_shipped(device: str = "cpu") -> FaceCapture:
     return FaceCapture.load(device=device)
 
 
-def capture_sample(sample: Any, role: str, capture: FaceCapture | None = None) -> dict[str, np.ndarray]:
+class ShippedCapture:
+    """The face capture of metrics on SynthTalk: the shipped network (expressions: 11 blendshape weights).
+
+    :class:`vastbench.data.ingest.capture.MediaPipeCapture` is the same interface for
+    an ingested dataset; :func:`capture_for` picks one for a dataset.
+    """
+
+    kind = "synthtalk"
+    footnote = None
+
+    def __init__(self, net: FaceCapture | None = None):
+        self._net = net
+
+    @property
+    def net(self) -> FaceCapture:
+        return self._net or load_shipped()
+
+    def describe(self) -> dict:
+        return {"face_capture": self.net.sha256}
+
+    def capture(self, sample: Any, role: str, path: Path) -> dict[str, np.ndarray]:
+        from vastbench import media
+
+        if role == "generated":
+            frames = sample.generated_video.frames
+        elif role == "reference":
+            frames = sample.reference_video.frames
+        else:
+            video = sample.cache.get("prompt_video") or media.read_video(path, with_audio=False)
+            frames = video.frames
+        return self.net.capture(frames, what=str(path))
+
+
+SHIPPED = ShippedCapture()
+_FOR_DATASET: dict[tuple, Any] = {}
+
+
+def capture_for(manifest: Any = None) -> Any:
+    """The face capture for metrics on a dataset: MediaPipe with its face model when the dataset was
+    ingested (``face_model.npz`` beside the manifest), else the shipped SynthTalk network."""
+    from vastbench.data.ingest.geometry import dataset_face_model
+
+    path = dataset_face_model(manifest) if manifest is not None else None
+    if path is None:
+        return SHIPPED
+    key = (str(path.resolve()), path.stat().st_mtime_ns, str(manifest.path))
+    if key not in _FOR_DATASET:
+        from vastbench.data.ingest.capture import MediaPipeCapture
+
+        _FOR_DATASET[key] = MediaPipeCapture(path, manifest)
+    return _FOR_DATASET[key]
+
+
+def capture_sample(sample: Any, role: str, capture: Any = None) -> dict[str, np.ndarray]:
     """Captured expressions of one of an ``EvalSample``'s videos, computed once per sample.
 
-    ``role`` is ``generated``, ``reference`` or ``prompt``.  Results live in
-    ``sample.cache[f"{role}_capture"]``; the generated clip's landmarks are also
-    put in ``sample.cache["generated_landmarks2d"]``, where LSE looks for face boxes.
+    ``role`` is ``generated``, ``reference`` or ``prompt``; ``capture`` is the dataset's
+    capture (:func:`capture_for`; a :class:`FaceCapture` network also works), by default
+    the shipped network.  Results live in ``sample.cache[f"{role}_capture"]`` (with the
+    capture's kind appended when it is not the shipped one); the generated clip's
+    landmarks are also put in ``sample.cache["generated_landmarks2d"]``, where LSE
+    looks for face boxes.
     """
-    from vastbench import media
-
-    key = f"{role}_capture"
+    if capture is None:
+        capture = SHIPPED
+    elif isinstance(capture, FaceCapture):
+        capture = ShippedCapture(capture)
+    key = f"{role}_capture" if capture.kind == ShippedCapture.kind else f"{role}_capture_{capture.kind}"
     if key in sample.cache:
         return sample.cache[key]
     if role == "generated":
-        frames, path = sample.generated_video.frames, sample.generated
+        path = sample.generated
     elif role == "reference":
-        frames, path = sample.reference_video.frames, sample.reference
+        if sample.reference is None:
+            sample.reference_video  # raises the one-line "needs a ground-truth video"
+        path = sample.reference
     elif role == "prompt":
         if sample.prompt is None:
             raise VastbenchError(f"request {sample.request.request_id}: this metric needs the style prompt video and the request has none")
-        video = sample.cache.get("prompt_video") or media.read_video(sample.prompt, with_audio=False)
-        frames, path = video.frames, sample.prompt
+        path = sample.prompt
     else:
         raise ValueError(f"unknown role {role!r}")
-    out = (capture or load_shipped()).capture(frames, what=str(path))
+    out = capture.capture(sample, role, Path(path))
     sample.cache[key] = out
     if role == "generated":
         sample.cache.setdefault("generated_landmarks2d", out["landmarks2d"])

@@ -75,9 +75,53 @@ class Metric(ABC):
         return {"name": self.name, "version": self.version, "higher_is_better": self.higher_is_better,
                 "per_clip": self.per_clip, "needs": sorted(self.needs)}
 
+    def bind_dataset(self, manifest: Any) -> None:
+        """Adapt to the dataset under evaluation (the runner calls it once the manifest is loaded).
+
+        Most metrics do not depend on the dataset; :class:`CaptureMetric` picks its face capture here."""
+
     @abstractmethod
     def __call__(self, sample: EvalSample) -> float:
         """The per-clip value (for set-level metrics: an optional per-clip diagnostic)."""
+
+
+class CaptureMetric(Metric):
+    """A per-clip metric measured through face capture (landmarks, expressions).
+
+    Unbound, or bound to SynthTalk, it uses the shipped SynthTalk-trained capture
+    network; bound to an ingested dataset (:meth:`bind_dataset`), MediaPipe with the
+    dataset's face model (:func:`vastbench.evalnets.face_capture.capture_for`).  Then
+    ``describe()`` and ``footnote`` say so, and ``version`` gets ``+mediapipe``, so a
+    value cached under one capture is never reused under the other.
+    """
+
+    capture: Any = None   # None: the shipped network
+
+    def bind_dataset(self, manifest: Any) -> None:
+        from vastbench.evalnets.face_capture import capture_for
+
+        self.capture = capture_for(manifest)
+        base = type(self).version
+        self.version = base if self.capture.kind == "synthtalk" else f"{base}+{self.capture.kind}"
+
+    @property
+    def capture_kind(self) -> str:
+        return "synthtalk" if self.capture is None else self.capture.kind
+
+    @property
+    def footnote(self) -> str | None:  # type: ignore[override]
+        return getattr(self.capture, "footnote", None)
+
+    def describe(self) -> dict:
+        from vastbench.evalnets.face_capture import SHIPPED
+
+        return {**super().describe(), **(self.capture or SHIPPED).describe()}
+
+    def captured(self, sample: EvalSample, role: str) -> dict[str, np.ndarray]:
+        """``role``'s (generated, reference, prompt) captured expression, pose and landmarks, once per sample."""
+        from vastbench.evalnets.face_capture import capture_sample
+
+        return capture_sample(sample, role, self.capture)
 
 
 class SetMetric(Metric):

@@ -15,17 +15,29 @@ Metrics:
 - ``upper_dyn_dev``: | mean over upper channels of the std of the frame-to-frame
   velocity, output - the same for the ground-truth video | (lower is better: the
   upper face moves as fast as the real one, neither frozen nor jittery).
+
+On an ingested dataset the capture is MediaPipe with the dataset's face model
+(:class:`~vastbench.metrics.base.CaptureMetric`), whose expressions are PCA
+coefficients with no per-region channels.  There the "channels" are the x, y, z
+displacements of the region's mesh vertices that the coefficients reconstruct
+(pose removed), in pixels of a 256 px frame: the mouth is the 20 lip vertices of
+iBUG points 48-67, the upper face the brow and eye vertices of iBUG points 17-26
+and 36-47 (:data:`MOUTH_VERTICES`, :data:`UPPER_VERTICES`).  Generated and
+ground-truth videos are measured the same way, so ``upper_dyn_dev`` compares
+like with like; the numbers are not on the blendshape scale of SynthTalk runs.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from vastbench.evalnets import face_capture
-from vastbench.metrics.base import REFERENCE_VIDEO, EvalSample, Metric
+from vastbench.data.ingest.geometry import MESH_TO_IBUG68
+from vastbench.metrics.base import REFERENCE_VIDEO, CaptureMetric, EvalSample
 
 MOUTH = [0, 1, 2, 3, 4, 5]
 UPPER = [6, 7, 8, 9, 10]
+MOUTH_VERTICES = MESH_TO_IBUG68[48:68]                                       # outer and inner lips
+UPPER_VERTICES = np.concatenate([MESH_TO_IBUG68[17:27], MESH_TO_IBUG68[36:48]])  # brows and eyes
 
 
 def region_std(expression: np.ndarray, channels: list[int]) -> float:
@@ -39,9 +51,15 @@ def velocity_std(expression: np.ndarray, channels: list[int]) -> float:
     return float(np.diff(x, axis=0).std(axis=0).mean()) if len(x) > 2 else 0.0
 
 
-class _Generated(Metric):
-    def describe(self) -> dict:
-        return {**super().describe(), "face_capture": face_capture.load_shipped().sha256}
+class _Generated(CaptureMetric):
+    def region(self, sample: EvalSample, role: str, region: str) -> tuple[np.ndarray, list[int]]:
+        """(values (T, C), channels) of ``region`` (mouth / upper) of the ``role`` video, in the capture's space."""
+        expression = self.captured(sample, role)["expression"]
+        if self.capture_kind == "synthtalk":
+            return expression, MOUTH if region == "mouth" else UPPER
+        verts = MOUTH_VERTICES if region == "mouth" else UPPER_VERTICES
+        x = self.capture.vertex_motion(expression, verts)
+        return x, list(range(x.shape[1]))
 
 
 class ExprStdMouth(_Generated):
@@ -50,7 +68,7 @@ class ExprStdMouth(_Generated):
     label = r"Std$_\mathrm{mouth}$"
 
     def __call__(self, sample: EvalSample) -> float:
-        return region_std(face_capture.capture_sample(sample, "generated")["expression"], MOUTH)
+        return region_std(*self.region(sample, "generated", "mouth"))
 
 
 class ExprStdUpper(_Generated):
@@ -59,7 +77,7 @@ class ExprStdUpper(_Generated):
     label = r"Std$_\mathrm{upper}$"
 
     def __call__(self, sample: EvalSample) -> float:
-        return region_std(face_capture.capture_sample(sample, "generated")["expression"], UPPER)
+        return region_std(*self.region(sample, "generated", "upper"))
 
 
 class UpperDynDev(_Generated):
@@ -69,6 +87,6 @@ class UpperDynDev(_Generated):
     label = "Upper-Dyn Dev"
 
     def __call__(self, sample: EvalSample) -> float:
-        gen = face_capture.capture_sample(sample, "generated")["expression"]
-        ref = face_capture.capture_sample(sample, "reference")["expression"]
-        return abs(velocity_std(gen, UPPER) - velocity_std(ref, UPPER))
+        gen = velocity_std(*self.region(sample, "generated", "upper"))
+        ref = velocity_std(*self.region(sample, "reference", "upper"))
+        return abs(gen - ref)

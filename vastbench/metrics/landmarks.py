@@ -1,9 +1,10 @@
 """M-LMD and F-LMD: landmark distances between the generated and the ground-truth video.
 
 Both videos go through the same frozen face capture
-(:mod:`vastbench.evalnets.face_capture`), so the numbers do not depend on any
-system's own landmarks.  Per frame, the landmarks of each video are centred on
-their own mean (so a global shift of the whole face, i.e. head placement, is not
+(:mod:`vastbench.evalnets.face_capture`; on an ingested dataset, MediaPipe's face
+mesh, see :class:`~vastbench.metrics.base.CaptureMetric`), so the numbers do not
+depend on any system's own landmarks.  Per frame, the landmarks of each video are
+centred on their own mean (so a global shift of the whole face, i.e. head placement, is not
 counted, as in the usual LMD definition; shape and mouth motion are), then the
 Euclidean distance of corresponding landmarks is averaged over landmarks and
 frames.  Distances are in pixels of a 256-pixel-wide frame (pixels x 256 / frame
@@ -19,8 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vastbench.evalnets import face_capture
-from vastbench.metrics.base import REFERENCE_VIDEO, EvalSample, Metric
+from vastbench.metrics.base import REFERENCE_VIDEO, CaptureMetric, EvalSample
 
 MOUTH = np.arange(48, 68)
 FULL = np.arange(0, 68)
@@ -37,18 +37,18 @@ def landmark_distance(gen: np.ndarray, ref: np.ndarray, idx: np.ndarray, frame_w
     return float(np.linalg.norm(g - r, axis=-1).mean() * NORM_WIDTH / frame_width)
 
 
-class _LMD(Metric):
+class _LMD(CaptureMetric):
     higher_is_better = False
     needs = frozenset({REFERENCE_VIDEO})
     idx: np.ndarray
 
     def describe(self) -> dict:
-        return {**super().describe(), "face_capture": face_capture.load_shipped().sha256, "normalized_width": NORM_WIDTH}
+        return {**super().describe(), "normalized_width": NORM_WIDTH}
 
     def __call__(self, sample: EvalSample) -> float:
         gen_frames, _ = sample.paired_frames()   # checks sizes and lengths
-        gen = face_capture.capture_sample(sample, "generated")["landmarks2d"]
-        ref = face_capture.capture_sample(sample, "reference")["landmarks2d"]
+        gen = self.captured(sample, "generated")["landmarks2d"]
+        ref = self.captured(sample, "reference")["landmarks2d"]
         return landmark_distance(gen, ref, self.idx, gen_frames.shape[2])
 
 

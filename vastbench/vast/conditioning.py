@@ -22,8 +22,10 @@ reference clip do.  The test checks the result against the face masks and
 mouth landmarks of every frame of held-out clips.
 
 Where meshes come from is a :class:`MeshRasterizer`: SynthTalk draws its own
-procedural face (:class:`SynthTalkRasterizer`); real data will rasterize
-MediaPipe face meshes through the same protocol.  Everything else here is
+procedural face (:class:`SynthTalkRasterizer`); an ingested dataset draws the
+MediaPipe face mesh its face model reconstructs
+(:class:`vastbench.data.ingest.rasterizer.MediaPipeRasterizer`);
+:func:`rasterizer_for` picks one for a dataset.  Everything else here is
 numpy/torch on arrays and knows nothing of SynthTalk.
 """
 
@@ -106,6 +108,20 @@ class SynthTalkRasterizer:
         for t, (e, p) in enumerate(zip(expressions, poses)):
             out[t] = self._renderer.render_mesh_image(e, p)
         return out
+
+
+def rasterizer_for(manifest: Any, identity: str, size: int, seed: int = 0) -> MeshRasterizer:
+    """The mesh rasterizer of ``identity`` in ``manifest``'s dataset: MediaPipe meshes from the face model of an
+    ingested dataset (``face_model.npz`` beside the manifest), else SynthTalk's procedural face (``seed``: the
+    dataset seed that drew its identities)."""
+    from vastbench.data.ingest.geometry import dataset_face_model
+
+    face_model = dataset_face_model(manifest)
+    if face_model is not None:
+        from vastbench.data.ingest.rasterizer import MediaPipeRasterizer
+
+        return MediaPipeRasterizer(face_model, identity, size)
+    return SynthTalkRasterizer(identity, size, seed)
 
 
 def identity_index(identity: Any) -> int:

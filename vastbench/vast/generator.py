@@ -22,6 +22,11 @@ of a suite share the same renderers; everything is cached under
 Renderers are personalized: the one for identity X trains on X's train and val
 clips.  A target with none (an unseen identity) trains on its clips that no
 request of the run uses as driving audio or ground truth.
+
+Mesh images come from :func:`~vastbench.vast.conditioning.rasterizer_for`: SynthTalk's
+procedural face, or, on a dataset made by ``vastbench data ingest``, the MediaPipe
+face mesh its face model reconstructs (:class:`~vastbench.data.ingest.rasterizer.MediaPipeRasterizer`),
+for the renderer's training and at inference alike.
 """
 
 from __future__ import annotations
@@ -78,25 +83,27 @@ def renderer_clips(identity: str, manifest: Manifest, requests: list[Request]) -
 
 
 def renderer_dir(identity: str, clips: list[Clip], cfg_dict: dict, dataset_seed: int, seed: int,
-                 steps: int | None, cache_root: Path) -> Path:
+                 steps: int | None, cache_root: Path, face_model: str | None = None) -> Path:
+    """``face_model``: the hash of an ingested dataset's face model (its mesh images depend on it)."""
     from vastbench.vast.renderer_train import default_recognizer
 
     rec, source = default_recognizer()
+    extra = {"face_model": face_model} if face_model is not None else {}
     key = stable_hash({"cfg": cfg_dict, "identity": identity, "clips": sorted(c.clip_id for c in clips),
                        "data": stable_hash([c.to_row() for c in clips]), "dataset_seed": dataset_seed,
-                       "seed": seed, "steps": steps, "ppg": source}, 12)
+                       "seed": seed, "steps": steps, "ppg": source, **extra}, 12)
     return Path(cache_root) / f"renderer-{identity}-{key}"
 
 
 def train_renderer_job(identity: str, clip_ids: list[str], manifest_path: str, cfg_dict: dict, dataset_seed: int,
                        seed: int, steps: int | None, out_dir: str, device: str) -> str:
-    from vastbench.vast.conditioning import SynthTalkRasterizer
+    from vastbench.vast.conditioning import rasterizer_for
     from vastbench.vast.renderer import RendererConfig
     from vastbench.vast.renderer_train import prepare_identity, train_renderer
 
     manifest = Manifest.load(manifest_path)
     cfg = RendererConfig.from_dict(cfg_dict)
-    data = prepare_identity([manifest[c] for c in clip_ids], SynthTalkRasterizer(identity, cfg.size, dataset_seed))
+    data = prepare_identity([manifest[c] for c in clip_ids], rasterizer_for(manifest, identity, cfg.size, dataset_seed))
     path = train_renderer(cfg, data, out_dir, steps=steps, device=device, seed=seed, progress=False)
     (Path(out_dir) / "done").write_text("ok\n")
     return str(path)
@@ -166,10 +173,21 @@ class VastGenerator(Generator):
     def identities(self) -> list[str]:
         return sorted({r.identity for r in self.ctx.requests})
 
+    def face_model_hash(self) -> str | None:
+        """The hash of the dataset's face model when it was ingested (MediaPipe meshes), else None (SynthTalk)."""
+        from vastbench.data.ingest.geometry import FaceModel, dataset_face_model
+
+        path = dataset_face_model(self.ctx.manifest)
+        return FaceModel.load(path).hash() if path is not None else None
+
     def _check_dataset(self) -> None:
-        if not all(c.identity.startswith("id") for c in self.ctx.manifest.clips[:1]):
-            raise VastbenchError("the VAST generator rasterizes SynthTalk face meshes; real data needs the "
-                                 "MediaPipe rasterizer of the ingestion path (not wired into the generator yet)")
+        from vastbench.data.ingest.geometry import dataset_face_model
+
+        if dataset_face_model(self.ctx.manifest) is None and not all(
+                c.identity.startswith("id") for c in self.ctx.manifest.clips[:1]):
+            raise VastbenchError("the VAST generator draws SynthTalk face meshes or, for real video, the MediaPipe "
+                                 "meshes of a dataset made by `vastbench data ingest` (face_model.npz beside its "
+                                 "manifest); this dataset has neither")
 
     # ---------------------------------------------------------------- training
     def training_jobs(self, work_dir: Path) -> list[TrainJob]:
@@ -179,12 +197,13 @@ class VastGenerator(Generator):
             raise VastbenchError(f"system '{self.label}' needs a manifest saved on disk (training workers reload it)")
         jobs = [self.expression_job()]
         cfg = self.renderer_config()
+        face_model = self.face_model_hash()
         for ident in self.identities():
             clips = renderer_clips(ident, m, self.ctx.requests)
             if a["renderer_clips"] is not None:
                 clips = clips[:max(1, int(a["renderer_clips"]))]
             rdir = renderer_dir(ident, clips, cfg.to_dict(), self.ctx.dataset_seed, self.ctx.seed,
-                                a["renderer_steps"], root)
+                                a["renderer_steps"], root, face_model)
             jobs.append(TrainJob(key=str(rdir), label=f"renderer {ident}{'' if cfg.use_ppg else ' (no PPG)'}",
                                  target="vastbench.vast.generator:train_renderer_job",
                                  kwargs=dict(identity=ident, clip_ids=[c.clip_id for c in clips],
@@ -225,7 +244,11 @@ class VastGenerator(Generator):
         for ident, p in sorted(self._renderer_paths.items()):
             if p.exists():
                 weights[f"renderer_{ident}"] = sha256_file(p)
-        return {"name": self.name, "version": self.version, "args": self.args, "weights": weights}
+        out = {"name": self.name, "version": self.version, "args": self.args, "weights": weights}
+        face_model = self.face_model_hash()
+        if face_model is not None:   # an ingested dataset: MediaPipe mesh images from this face model
+            out["face_model"] = face_model
+        return out
 
     def config_hash(self) -> str:
         # The args fix the training recipe; weights are reported but do not key the cache (they are
@@ -255,9 +278,9 @@ class VastGenerator(Generator):
 
     def rasterizer(self, identity: str):
         if identity not in self._rasterizers:
-            from vastbench.vast.conditioning import SynthTalkRasterizer
+            from vastbench.vast.conditioning import rasterizer_for
 
-            self._rasterizers[identity] = SynthTalkRasterizer(identity, self.size, self.ctx.dataset_seed)
+            self._rasterizers[identity] = rasterizer_for(self.ctx.manifest, identity, self.size, self.ctx.dataset_seed)
         return self._rasterizers[identity]
 
     def _inputs(self, req: Request) -> dict:

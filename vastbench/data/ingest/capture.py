@@ -11,6 +11,10 @@ Expressions are offsets from a template face: the identity's template from
 the face model when ``identity`` names one of the dataset's speakers (a
 generated video of that speaker), otherwise the video's own mean face, which
 makes the coefficients deviations from the clip's average expression.
+
+:class:`MediaPipeCapture` is what face-capture metrics use on an ingested dataset
+(:func:`vastbench.evalnets.face_capture.capture_for` picks it): ``capture_video``
+with one MediaPipe worker per process (:func:`shared_client`).
 """
 
 from __future__ import annotations
@@ -65,3 +69,78 @@ def capture_video(path: str | Path, face_model: G.FaceModel | str | Path, identi
     mesh_c[..., :2] -= 0.5
     out = model.analyse(mesh_c, hw, identity)
     return {**out, "mesh": mesh_c.astype(np.float32), "face_found": found}
+
+
+# ----------------------------------------------------------------------------- metrics on an ingested dataset
+_SHARED: tuple[int, object] | None = None   # (pid, FaceMeshClient): one MediaPipe worker per process
+
+
+def shared_client():
+    """This process's MediaPipe worker, started on first use (about a second) and closed at exit."""
+    global _SHARED
+    import atexit
+    import os
+
+    from vastbench.data.ingest.mediapipe_env import FaceMeshClient
+
+    if _SHARED is None or _SHARED[0] != os.getpid():   # a forked child never shares its parent's pipes
+        client = FaceMeshClient().start()
+        atexit.register(client.close)
+        _SHARED = (os.getpid(), client)
+    return _SHARED[1]
+
+
+class MediaPipeCapture:
+    """The face capture of metrics on an ingested dataset: :func:`capture_video` with its face model.
+
+    Every video a metric compares (generated, ground truth, style prompt) goes through
+    the same MediaPipe face mesh and the dataset's ``face_model.npz``, so expressions
+    on both sides are the dataset's PCA coefficients and landmarks come from the same
+    mesh.  Each video's expressions are offsets from its speaker's template (the
+    request's target for the generated clip, the clip's speaker for ground truth and
+    prompt), as in the dataset's features.  The same interface as
+    :class:`vastbench.evalnets.face_capture.ShippedCapture`.
+    """
+
+    kind = "mediapipe"
+
+    def __init__(self, face_model: str | Path, manifest=None):
+        self.path = Path(face_model)
+        self.model = G.FaceModel.load(self.path)
+        self.manifest = manifest
+
+    def describe(self) -> dict:
+        from vastbench.data.ingest.mediapipe_env import MEDIAPIPE_VERSION
+
+        return {"face_capture": f"mediapipe {MEDIAPIPE_VERSION}", "face_model": self.model.hash(),
+                "expression_space": f"dataset PCA ({self.model.n_components} components)"}
+
+    @property
+    def footnote(self) -> str:
+        from vastbench.data.ingest.mediapipe_env import MEDIAPIPE_VERSION
+
+        return (f"Face capture: MediaPipe face mesh (mediapipe {MEDIAPIPE_VERSION}) with this dataset's face model "
+                f"(hash {self.model.hash()}), not the SynthTalk-trained capture network: landmarks from the mesh, "
+                f"expressions in the dataset's PCA space ({self.model.n_components} components); Std and Upper-Dyn "
+                f"Dev measure mouth / brow-and-eye mesh-vertex motion in px of a 256 px frame; Style-Sim* is the "
+                f"cosine similarity of standardized expression statistics (no style network exists for this space).")
+
+    def identity(self, sample, role: str) -> str | None:
+        """The speaker whose template the ``role`` video's expressions are measured from (None: its own mean)."""
+        req = sample.request
+        clip_id = {"reference": req.ground_truth, "prompt": req.prompt}.get(role)
+        if clip_id is not None and self.manifest is not None and clip_id in self.manifest:
+            ident = self.manifest[clip_id].identity
+        else:
+            ident = req.identity if role in ("generated", "reference") else None
+        return ident if ident in self.model.templates else None
+
+    def capture(self, sample, role: str, path: Path) -> dict[str, np.ndarray]:
+        return capture_video(path, self.model, self.identity(sample, role), client=shared_client())
+
+    def vertex_motion(self, expression: np.ndarray, vertices: np.ndarray) -> np.ndarray:
+        """(T, E) coefficients -> (T, 3 V): the expression's displacement of mesh ``vertices`` (pose removed;
+        up to a constant offset), in pixels of a 256 px frame showing a face of the dataset's median size."""
+        comp = self.model.components.reshape(self.model.n_components, G.N_FACE, 3)[:, np.asarray(vertices)]
+        off = np.asarray(expression, np.float64) @ comp.reshape(len(comp), -1) * self.model.coef_scale
+        return off * self.model.scale_ref * 256.0

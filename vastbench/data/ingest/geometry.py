@@ -150,6 +150,24 @@ def _normalise(shape: np.ndarray, rigid: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- face model
+FACE_MODEL_FILE = "face_model.npz"
+
+
+def dataset_face_model(dataset) -> Path | None:
+    """The face model of an ingested dataset, or None (SynthTalk, or a dataset without one).
+
+    ``dataset``: a loaded :class:`~vastbench.data.manifest.Manifest` or its directory.
+    ``vastbench data ingest`` writes ``face_model.npz`` beside the manifest; its presence
+    is what marks a dataset as ingested (MediaPipe face capture, MediaPipe mesh images).
+    """
+    root = getattr(dataset, "path", dataset)
+    if root is None:
+        return None
+    root = Path(root)
+    path = (root if root.is_dir() else root.parent) / FACE_MODEL_FILE
+    return path if path.is_file() else None
+
+
 @dataclass
 class FaceModel:
     """What turns meshes into pose + expression; fitted on a dataset's training split, saved with it."""
@@ -197,7 +215,7 @@ class FaceModel:
 
         path = Path(path)
         if path.is_dir():
-            path = path / "face_model.npz"
+            path = path / FACE_MODEL_FILE
         if not path.exists():
             raise VastbenchError(f"{path}: no face model; it is written by `vastbench data ingest` beside "
                                  "the manifest of an ingested dataset")
