@@ -6,6 +6,8 @@ implements it.  Generators own batching and device; they never see a metric.
 
 from __future__ import annotations
 
+import contextlib
+
 import logging
 import traceback
 from abc import ABC, abstractmethod
@@ -167,6 +169,28 @@ def run_train_job(target: str, kwargs: dict[str, Any], done: Path | str | None =
             return str(fn(**kwargs))
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def bare_main():
+    """Spawn processes while ``__main__`` is a bare module.
+
+    A spawned child first re-runs the parent's ``__main__`` script (multiprocessing's "main
+    fixup").  Under Streamlit, a notebook, a test runner that swapped ``__main__``, or a script
+    without an ``if __name__ == "__main__"`` guard, re-running it crashes or restarts the job,
+    and the pool dies with BrokenProcessPool.  Our workers' targets are importable by name, so
+    they need nothing from ``__main__``: while workers start, it is an empty module.
+    """
+    import sys
+    import types
+
+    saved = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if saved is not None:
+            sys.modules["__main__"] = saved
 
 
 def worker_init() -> None:

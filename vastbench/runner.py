@@ -245,7 +245,7 @@ class Runner:
         import multiprocessing as mp
         import os
 
-        from vastbench.generators import run_train_job, worker_init
+        from vastbench.generators import bare_main, run_train_job, worker_init
 
         failures: dict[str, str] = {}
         if not jobs:
@@ -267,7 +267,8 @@ class Runner:
             return failures
         threads = max(1, (os.cpu_count() or 1) // n)
         with cf.ProcessPoolExecutor(n, mp_context=mp.get_context("spawn"), initializer=worker_init) as pool:
-            futures = {pool.submit(run_train_job, j.target, j.kwargs, str(j.done), threads): j for j in jobs}
+            with bare_main():  # every worker starts during these submits
+                futures = {pool.submit(run_train_job, j.target, j.kwargs, str(j.done), threads): j for j in jobs}
             for fut in self.rep.track(cf.as_completed(futures), "train", total=len(jobs)):
                 job = futures[fut]
                 try:

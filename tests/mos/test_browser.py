@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 
 import pytest
 
@@ -68,7 +69,11 @@ def test_judge_rates_reloads_finishes(chromium, mos_run, tmp_path):
 
         def rate_current(n: int, scores, shot: str | None = None):
             _wait_text(page, f"Video {n} of {len(pages)}")
-            sha = _video_sha(page)
+            # Streamlit updates the header before it swaps the video element, and keeps the previous
+            # element on screen (stale) until the rerun finishes: the right clip must appear, soon.
+            deadline = time.time() + 15
+            while (sha := _video_sha(page)) != pages[n - 1].sha256 and time.time() < deadline:
+                page.wait_for_timeout(200)
             assert sha == pages[n - 1].sha256, f"page {n} shows the wrong clip"
             ok = page.evaluate("""async () => { const v = document.querySelector('video');
                 v.muted = true; await v.play(); await new Promise(r => setTimeout(r, 300));

@@ -387,8 +387,12 @@ def ingest(cfg: IngestConfig, progress: Any = None) -> dict:
     if not jobs:
         pass
     elif n_jobs > 1:
+        from vastbench.generators import bare_main
+
         ctx = mp.get_context("spawn")  # each process starts its own MediaPipe worker; no forked pipes
-        with ctx.Pool(n_jobs, initializer=_init_worker) as pool:
+        with bare_main():  # the workers start here; they must not re-run the caller's __main__
+            pool = ctx.Pool(n_jobs, initializer=_init_worker)
+        with pool:
             it = pool.imap_unordered(_work, jobs)
             it = track(it, "ingest videos", total=len(jobs)) if track else it
             for r in it:
