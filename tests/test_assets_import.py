@@ -135,9 +135,12 @@ def test_partial_pin_is_the_hash_prefix_in_the_torch_hub_file_name(isolated, mon
 
 
 def test_unpinned_asset_is_pinned_on_first_import(isolated, monkeypatch):
-    assert "official and SynthTalk SyncNet absent" in _row("syncnet-official")["in_use"]
+    # Out of the box: the shipped SynthTalk SyncNet; a SynthTalk file in the asset directory comes first.
+    assert re.search(r"uses: SynthTalk SyncNet v1 \(sha256 38a5bdaf8323.*\(official absent\)",
+                     _row("syncnet-official")["in_use"])
     _write(isolated / "cache" / "assets" / "syncnet_synthtalk.pt", b"synthtalk syncnet")
-    assert re.search(r"uses: SynthTalk SyncNet .*\(official absent\)", _row("syncnet-official")["in_use"])
+    in_use = _row("syncnet-official")["in_use"]
+    assert re.search(r"uses: SynthTalk SyncNet \(sha256 .*\(official absent\)", in_use) and "v1" not in in_use
 
     first = _write(isolated / "dl" / "syncnet_v2.model", b"official syncnet v1")
     rec = AI.import_asset(first)  # by its file name

@@ -212,8 +212,15 @@ def test_weights_resolution_and_labels(tmp_path, monkeypatch, weights):
     assets = cache_dir() / "assets"
     for name in (L.OFFICIAL_FILENAME, L.SYNTHTALK_FILENAME):
         (assets / name).unlink(missing_ok=True)
-    with pytest.raises(VastbenchError, match="no SyncNet weights"):
+    default = L.LSED()  # out of the box: the shipped SynthTalk SyncNet, verified against its pin
+    assert default.weights_kind == "synthtalk" and default.weights_label.startswith("SynthTalk SyncNet v1 (sha256 ")
+    import vastbench.assets
+
+    monkeypatch.setattr(vastbench.assets, "SHIPPED_DIR", tmp_path / "no-shipped-weights")
+    with pytest.raises(VastbenchError, match="no SyncNet weights.*shipped SynthTalk SyncNet .* is missing"):
         L.LSED()
+    monkeypatch.undo()
+    monkeypatch.delenv(L.ENV_WEIGHTS, raising=False)
     assets.mkdir(parents=True, exist_ok=True)
     shutil.copy(weights, assets / L.SYNTHTALK_FILENAME)
     m = L.LSEC()

@@ -88,6 +88,27 @@ def train_ppg(out: Optional[Path] = typer.Option(None, "--out", help="Where to w
                       "update the pin only when you mean to change VAST's inputs[/]")
 
 
+@train_app.command("syncnet")
+def train_syncnet(out: Optional[Path] = typer.Option(None, "--out", help="Where to write (default: the shipped asset path)."),
+                  steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (default: the recipe's)."),
+                  seed: int = typer.Option(0, "--seed")) -> None:
+    """Train the SynthTalk SyncNet (LSE-D/LSE-C without the official weights); evaluate it on test clips."""
+    import vastbench.evalnets.assets_catalog  # noqa: F401
+    from vastbench.assets import ASSETS
+    from vastbench.evalnets.syncnet_train import ASSET_NAME, SyncTrainConfig, run_recipe, summary_lines
+
+    cfg = SyncTrainConfig(seed=seed, **({"steps": steps} if steps else {}))
+    rec = run_recipe(out or ASSETS[ASSET_NAME].path, cfg, progress=_reporter())
+    console.print(f"SynthTalk SyncNet written to {rec['file']} (best val checkpoint: step {rec['best_step']}; "
+                  f"training {rec['train_seconds']}s on {rec['threads']} thread(s)), sha256 {rec['sha256']}")
+    for line in summary_lines(rec["test"]):
+        console.print(line)
+    if ASSETS[ASSET_NAME].sha256 and rec["sha256"] != ASSETS[ASSET_NAME].sha256:
+        console.print(f"[yellow]differs from the pinned asset ({ASSETS[ASSET_NAME].sha256[:16]}...): bit-identical "
+                      "weights need the same torch version, one thread and the CPU; update the pin only when you "
+                      "mean to change LSE numbers[/]")
+
+
 @eval_app.command("ppg")
 def eval_ppg(path: Optional[Path] = typer.Option(None, "--path", help="Weights to evaluate (default: the frozen asset)."),
              profile: str = typer.Option("quick", "--profile")) -> None:

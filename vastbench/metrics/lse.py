@@ -44,9 +44,12 @@ windows, built by ``unfold`` from one tensor of the clip's crops), all audio
 windows in one batch, and all 31 offsets are one padded ``unfold`` + norm.
 
 Weights: ``$VASTBENCH_SYNCNET`` or the ``weights`` argument, else the official
-``syncnet_v2.model`` in ``$VASTBENCH_CACHE/assets/``, else the frozen SynthTalk
-SyncNet ``syncnet_synthtalk.pt`` there.  Which one was used is in the metric's
-``describe()`` and ``footnote``: numbers from different weights are not
+``syncnet_v2.model`` in ``$VASTBENCH_CACHE/assets/``, else a SynthTalk SyncNet
+``syncnet_synthtalk.pt`` there, else the frozen SynthTalk SyncNet shipped with
+vastbench (``vastbench/weights/syncnet_synthtalk_v1.pt``, asset
+``syncnet-synthtalk``, checked against its pinned sha256; recipe in
+:mod:`vastbench.evalnets.syncnet_train`).  Which one was used is in the
+metric's ``describe()`` and ``footnote``: numbers from different weights are not
 comparable.
 """
 
@@ -74,6 +77,7 @@ from vastbench.paths import cache_dir
 ENV_WEIGHTS = "VASTBENCH_SYNCNET"
 OFFICIAL_FILENAME = "syncnet_v2.model"
 SYNTHTALK_FILENAME = "syncnet_synthtalk.pt"
+SHIPPED_ASSET = "syncnet-synthtalk"   # vastbench/weights/syncnet_synthtalk_v1.pt
 VSHIFT = 15
 CROP_SCALE = 0.40
 SMOOTH_KERNEL = 13
@@ -273,7 +277,8 @@ def lse_from_arrays(frames: np.ndarray, audio: np.ndarray, landmarks: np.ndarray
 
 # --------------------------------------------------------------------------- weights
 def resolve_weights(weights: str | Path | None = None) -> Path:
-    """The SyncNet weights file: argument, ``$VASTBENCH_SYNCNET``, official asset, SynthTalk asset."""
+    """The SyncNet weights file: argument, ``$VASTBENCH_SYNCNET``, official asset, SynthTalk file in the
+    asset directory, the shipped SynthTalk SyncNet (verified against its pin)."""
     if weights:
         return Path(weights)
     if os.environ.get(ENV_WEIGHTS):
@@ -282,10 +287,15 @@ def resolve_weights(weights: str | Path | None = None) -> Path:
     for name in (OFFICIAL_FILENAME, SYNTHTALK_FILENAME):
         if (assets / name).is_file():
             return assets / name
+    import vastbench.evalnets.assets_catalog  # noqa: F401  (registers the shipped SynthTalk SyncNet)
+    from vastbench.assets import ASSETS, asset_path
+
+    if ASSETS[SHIPPED_ASSET].path.is_file():
+        return asset_path(SHIPPED_ASSET)  # a changed file is a one-line error, not different numbers
     raise VastbenchError(
-        f"no SyncNet weights for LSE-D/LSE-C: get syncnet_v2.model from the syncnet_python release and run "
-        f"`vastbench assets import FILE` (it lands in {assets / OFFICIAL_FILENAME}), or put the frozen SynthTalk "
-        f"SyncNet at {assets / SYNTHTALK_FILENAME}, or set {ENV_WEIGHTS}=PATH")
+        f"no SyncNet weights for LSE-D/LSE-C: the shipped SynthTalk SyncNet {ASSETS[SHIPPED_ASSET].path} is missing "
+        f"(reinstall vastbench or run `vastbench assets train syncnet`); or get syncnet_v2.model from the "
+        f"syncnet_python release and run `vastbench assets import FILE`, or set {ENV_WEIGHTS}=PATH")
 
 
 _SHA: dict[tuple, str] = {}
@@ -325,8 +335,10 @@ def describe_weights(path: Path) -> tuple[str, str]:
     sha = weights_sha256(path)[:12]
     if path.name == OFFICIAL_FILENAME:
         return "official", "official SyncNet"
-    if path.name.startswith(Path(SYNTHTALK_FILENAME).stem):
-        return "synthtalk", f"SynthTalk SyncNet (sha256 {sha}…)"
+    stem = Path(SYNTHTALK_FILENAME).stem
+    if path.name.startswith(stem):
+        version = path.stem[len(stem):].lstrip("_")  # "v1" for the shipped file
+        return "synthtalk", f"SynthTalk SyncNet{' ' + version if version else ''} (sha256 {sha}…)"
     return "custom", f"SyncNet weights {path.name} (sha256 {sha}…)"
 
 
