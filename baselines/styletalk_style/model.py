@@ -66,7 +66,7 @@ class StyleAwareBlock(nn.Module):
         self.ln1 = nn.LayerNorm(d)
         self.attn = SelfAttention(d, cfg.n_heads, cfg.dropout)
         self.ln2 = nn.LayerNorm(d)
-        self.ffn = DynamicFFN(d, cfg.ff_mult * d, cfg.latent_dim)
+        self.ffn = DynamicFFN(d, cfg.ff_mult * d, cfg.code_dim)
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor, allowed: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -103,7 +103,7 @@ class StyleAwareDecoder(nn.Module):
     def generate(self, ppg, mask, z, hold=None, hold_values=None) -> torch.Tensor:
         y = self._predict(ppg, mask, z)
         if hold is not None:
-            y = torch.where(hold.unsqueeze(1), hold_values, y)
+            y = torch.where(hold.unsqueeze(1), hold_values.unsqueeze(-2) if hold_values.dim() == 2 else hold_values, y)
         return y
 
 
@@ -123,4 +123,5 @@ def make_config(preset: str = "quick", **overrides) -> VastConfig:
     """VAST's preset with the deterministic style head and a non-autoregressive decoder."""
     from vastbench.vast.config import make_config as vast_config
 
-    return vast_config(preset, "no_enhancer", decoder="nar", **overrides)
+    # No prompt-statistics skip: StyleTalk has none, and the comparison with VAST should show it.
+    return vast_config(preset, "no_enhancer", decoder="nar", **{"stats_skip": False, **overrides})

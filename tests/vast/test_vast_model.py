@@ -135,11 +135,36 @@ def test_style_code_and_interpolation():
     rng = np.random.default_rng(3)
     pa, pb, ppg = _prompt(rng, 30), _prompt(rng, 50) * 2, _ppg(rng, 15)
     za, zb = model.style_code(pa), model.style_code(pb)
-    assert za.shape == (model.cfg.latent_dim,)
+    assert za.shape == (model.cfg.code_dim,) == (model.cfg.latent_dim + 2 * len(model.cfg.skip_channels),)
     torch.testing.assert_close(model.interpolate(pa, pb, 0.0), za)
     torch.testing.assert_close(model.interpolate(pa, pb, 1.0), zb)
     torch.testing.assert_close(model.interpolate(pa, pb, 0.25), 0.75 * za + 0.25 * zb)
     np.testing.assert_allclose(model.generate(None, None, ppg, style=za), model.generate(pa, None, ppg), atol=1e-5)
+
+
+def test_prompt_statistics_skip_puts_the_output_in_the_prompts_units():
+    """The code's tail is the prompt's standardized mean and log spread of every non-articulator channel;
+    at init the output is mean + spread * decoder there; articulators are left alone; no_style has no skip."""
+    model = _model()
+    cfg = model.cfg
+    rng = np.random.default_rng(5)
+    prompt = _prompt(rng, 40)
+    code = model.style_code(prompt)
+    norm = ((torch.as_tensor(prompt) - model.x_mean) / model.x_std)[:, list(cfg.skip_channels)]
+    Z, M = cfg.latent_dim, len(cfg.skip_channels)
+    torch.testing.assert_close(code[Z:Z + M], norm.mean(0), atol=1e-5, rtol=1e-5)
+    spread = norm.std(0, unbiased=False).clamp_min(model.SPREAD_FLOOR)
+    torch.testing.assert_close(code[Z + M:].exp(), spread, atol=1e-5, rtol=1e-5)
+    off, scale = (a[0] for a in model.affine(code[None]))
+    assert torch.all(off[list(cfg.articulators)] == 0) and torch.all(scale[list(cfg.articulators)] == 1)
+    torch.testing.assert_close(off[list(cfg.skip_channels)], norm.mean(0), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(scale[list(cfg.skip_channels)], spread, atol=1e-5, rtol=1e-5)
+    assert not set(cfg.articulators) & set(cfg.skip_channels)
+    assert cfg.replace(style=False, enhancer=False).skip_channels == ()
+    assert cfg.replace(stats_skip=False).code_dim == cfg.latent_dim
+    # a checkpoint config from before the skip existed loads without it
+    old = {k: v for k, v in cfg.to_dict().items() if k != "stats_skip"}
+    assert type(cfg).from_dict(old).skip_channels == ()
 
 
 def test_prompt_speech_is_used_and_checked():

@@ -55,11 +55,24 @@ class VastConfig:
     enhancer: bool = True               # False: deterministic style code, no KL
     flow_steps: int = 4                 # K Householder steps; 0: diagonal Gaussian posterior
     decoder: str = "hybrid"             # "hybrid" | "nar" | "ar"
+    # Prompt-statistics skip (our addition; the paper is silent): the prompt's mean and spread of every
+    # channel except the speech articulators join the style code (z ++ mean ++ log spread), and the
+    # decoder predicts those channels in the prompt's own units (output = mean + spread * decoder), an
+    # AdaIN-like normalisation.  A level or an amplitude of a style never seen in training (a smile on
+    # the other side, slower, wider head motion) then carries over instead of snapping to the nearest
+    # training style.  Measured: docs/vast.md.
+    stats_skip: bool = True
+    articulators: tuple[int, ...] = (0, 1, 2, 5)   # jaw, round, stretch, press: their mean follows the words
 
     # ---- loss (Eq. 7)
     recon: str = "l1"                   # "l1" | "gaussian" (learned per-channel scale)
     mouth_weight: float = 2.0
     velocity_weight: float = 1.0
+    # Moment matching (our addition): per sequence and channel, |std(pred) - std(target)| and
+    # |mean |velocity|(pred) - same(target)|.  Frame-wise L1 regresses motion that speech does not
+    # predict (head sway, blinks, brow flicks) to a still median; this keeps its amplitude and
+    # speed, which are style.  0 turns it off.  Measured: docs/vast.md.
+    moment_weight: float = 1.0
     # beta after warm-up; 1 = the ELBO of Eq. 7 (the KL is spread over the frames x channels
     # the reconstruction averages over).  Below 1 because the unit-scale L1 likelihood is
     # flatter than the data's noise, which would otherwise over-weight the KL and collapse z.
@@ -96,7 +109,7 @@ class VastConfig:
 
     def __post_init__(self):
         # Dataclasses from JSON give lists; keep tuples so configs hash and compare.
-        for name in ("mouth_channels", "upper_channels"):
+        for name in ("mouth_channels", "upper_channels", "articulators"):
             object.__setattr__(self, name, tuple(int(i) for i in getattr(self, name)))
         self._validate()
 
@@ -109,6 +122,18 @@ class VastConfig:
     @property
     def pose_channels(self) -> tuple[int, ...]:
         return tuple(range(self.expr_dim, self.out_dim))
+
+    @property
+    def skip_channels(self) -> tuple[int, ...]:
+        """Channels whose prompt mean is carried straight to the output (empty without a style input)."""
+        if not (self.style and self.stats_skip):
+            return ()
+        return tuple(c for c in range(self.out_dim) if c not in set(self.articulators))
+
+    @property
+    def code_dim(self) -> int:
+        """What the decoder is conditioned on: zK (Z), the prompt's mean and log spread of each skip channel."""
+        return self.latent_dim + 2 * len(self.skip_channels)
 
     @property
     def uses_ar(self) -> bool:
@@ -125,6 +150,8 @@ class VastConfig:
         if unknown:
             from vastbench.registry import did_you_mean
             raise VastbenchError(f"unknown VAST config key '{unknown[0]}'{did_you_mean(unknown[0], known)}")
+        if "stats_skip" not in d:  # checkpoints written before the skip existed
+            d = {**d, "stats_skip": False}
         return cls(**d)
 
     def replace(self, **overrides) -> "VastConfig":
@@ -145,6 +172,8 @@ class VastConfig:
             bad(f"flow_steps must be >= 0, got {self.flow_steps}")
         if self.d_model % self.n_heads:
             bad(f"d_model {self.d_model} must be divisible by n_heads {self.n_heads}")
+        if any(i < 0 or i >= self.out_dim for i in self.articulators):
+            bad(f"articulators {list(self.articulators)} must be indices in [0, out_dim={self.out_dim})")
         for name in ("mouth_channels", "upper_channels"):
             idx = getattr(self, name)
             if any(i < 0 or i >= self.expr_dim for i in idx) or len(set(idx)) != len(idx):

@@ -39,7 +39,7 @@ class ContentEncoder(nn.Module):
             nn.Conv1d(cfg.ppg_dim, d, kernel_size=9, padding=4), nn.GELU(),
             nn.Conv1d(d, d, kernel_size=k, stride=k), nn.GELU(),      # 100 Hz -> 25 fps
         )
-        self.style = nn.Linear(cfg.latent_dim, d)
+        self.style = nn.Linear(cfg.code_dim, d)
         self.transformer = Transformer(d, cfg.n_heads, cfg.content_layers, cfg.ff_mult, cfg.dropout)
         self.window = cfg.content_window
 
@@ -54,7 +54,7 @@ class HybridDecoder(nn.Module):
     def __init__(self, cfg: VastConfig):
         super().__init__()
         self.cfg = cfg
-        d, D, Z, H = cfg.d_model, cfg.out_dim, cfg.latent_dim, cfg.ar_hidden
+        d, D, Z, H = cfg.d_model, cfg.out_dim, cfg.code_dim, cfg.ar_hidden
         self.content = ContentEncoder(cfg)
         self.register_buffer("mouth", torch.tensor(cfg.mouth_channels, dtype=torch.long), persistent=False)
         n_nar = {"hybrid": len(cfg.mouth_channels), "nar": D, "ar": 0}[cfg.decoder]
@@ -120,16 +120,18 @@ class HybridDecoder(nn.Module):
                  hold: torch.Tensor | None = None, hold_values: torch.Tensor | None = None) -> torch.Tensor:
         """Free-running: (B, 4T, P), (B, T), (B, Z) -> (B, T, D) normalized.
 
-        ``hold`` (B, D) bool with ``hold_values`` (D,): channels pinned to a value in
+        ``hold`` (B, D) bool with ``hold_values`` (D,) or (B, D): channels pinned to a value in
         every frame (the silence rule: a silent request keeps its mouth at rest).
         The pinned values are also what is fed back, so the AR path stays consistent.
         """
         c = self.content(ppg, mask, z)
         base = self.nar_base(c)
-        def pin(y):  # y (B, D) or (B, T, D)
+        def pin(y):  # y (B, D) or (B, T, D); hold_values (D,) or (B, D)
             if hold is None:
                 return y
-            return torch.where(hold if y.dim() == 2 else hold.unsqueeze(1), hold_values, y)
+            if y.dim() == 2:
+                return torch.where(hold, hold_values, y)
+            return torch.where(hold.unsqueeze(1), hold_values.unsqueeze(-2) if hold_values.dim() == 2 else hold_values, y)
 
         if not self.cfg.uses_ar:
             return pin(base)

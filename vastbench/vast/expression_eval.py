@@ -70,9 +70,11 @@ def variant_dir(variant: str, manifest: Manifest, cache_root: Path, preset: str 
     """The cache directory of one trained variant: keyed by config, data, seed, steps and PPG version."""
     from vastbench.vast.config import make_config
 
+    from vastbench.vast.model import MODEL_VERSION
+
     cfg = make_config(preset, variant)
     key = stable_hash({"cfg": cfg.to_dict(), "data": manifest.content_hash(), "seed": seed, "steps": steps,
-                       "ppg": _ppg_version()}, 12)
+                       "ppg": _ppg_version(), "model_version": MODEL_VERSION}, 12)
     return Path(cache_root) / f"vast-{variant}-{key}"
 
 
@@ -170,6 +172,7 @@ def style_space(model_path: Path, manifest: Manifest) -> dict:
     data = load_vast_clips(clips)
     codes = np.stack([model.style_code(np.concatenate([d["expression"], d["pose"]], 1), None, d["ppg"]).numpy()
                       for d in data])
+    codes = codes[:, : model.cfg.latent_dim]   # zK only (the prompt-statistics part is not latent)
     active = int((codes.var(axis=0) > 0.01).sum())
     # Interpolate between a reserved and an emphatic prompt: jaw amplitude should move monotonically.
     by_style = {d["style"]: d for d in data}

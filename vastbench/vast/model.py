@@ -34,6 +34,10 @@ from vastbench.vast.style_encoder import StyleEncoder
 
 log = logging.getLogger(__name__)
 
+# Bumped whenever the same config builds a different network (cache keys of trained models include it).
+# 2: the prompt-statistics skip (VastConfig.stats_skip).
+MODEL_VERSION = 2
+
 
 class VastModel(nn.Module):
     def __init__(self, cfg: VastConfig):
@@ -48,6 +52,12 @@ class VastModel(nn.Module):
         self.register_buffer("x_mean", torch.zeros(D))
         self.register_buffer("x_std", torch.ones(D))
         self.register_buffer("rest", torch.zeros(D))          # standardized rest face (silence rule)
+        self.register_buffer("skip_idx", torch.tensor(cfg.skip_channels, dtype=torch.long), persistent=False)
+        if cfg.skip_channels:
+            # How much of the prompt's mean each skip channel passes on, and the exponent of its spread
+            # (learned; both start at 1: the output starts as the prompt's mean and spread).
+            self.skip_gain = nn.Parameter(torch.ones(len(cfg.skip_channels)))
+            self.skip_spread = nn.Parameter(torch.ones(len(cfg.skip_channels)))
         weights = torch.ones(D)
         weights[list(cfg.mouth_channels)] = cfg.mouth_weight
         self.register_buffer("channel_weight", weights, persistent=False)
@@ -85,6 +95,36 @@ class VastModel(nn.Module):
         ppg_mask = upsample_mask(prompt_mask, self.cfg.ppg_per_frame) if prompt_ppg is not None else None
         return self.enhancer(feat, prompt_ppg, ppg_mask, sample, eps, has_speech)
 
+    SPREAD_FLOOR = 0.1   # standardized units: a channel that is still in the prompt is not blown up
+
+    def with_prompt_stats(self, z: torch.Tensor, prompt: torch.Tensor, prompt_mask: torch.Tensor) -> torch.Tensor:
+        """zK (B, Z) ++ the prompt's mean (B, M) and log spread (B, M) of the skip channels, standardized:
+        the code the decoder is conditioned on (C = Z + 2M)."""
+        if not self.cfg.skip_channels:
+            return z
+        keep = prompt_mask.unsqueeze(-1).to(z.dtype)                                          # (B, Tp, 1)
+        n = keep.sum(1).clamp_min(1.0)                                                         # (B, 1)
+        norm = self.normalize(prompt, prompt_mask)[..., self.skip_idx].to(z.dtype)            # (B, Tp, M)
+        mean = (norm * keep).sum(1) / n                                                        # (B, M)
+        var = (((norm - mean.unsqueeze(1)) ** 2) * keep).sum(1) / n
+        log_spread = 0.5 * torch.log(var.clamp_min(self.SPREAD_FLOOR ** 2))                   # (B, M)
+        return torch.cat([z, mean, log_spread], dim=-1)
+
+    def affine(self, code: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C) -> offset, scale (B, D) each, standardized: data = offset + scale * decoder units.
+
+        Skip channels: offset = gain * prompt mean, scale = prompt spread ** exponent; elsewhere 0 and 1,
+        so without the skip the decoder works in the plain standardized units."""
+        B, D, Z = code.shape[0], self.cfg.out_dim, self.cfg.latent_dim
+        off, scale = code.new_zeros(B, D), code.new_ones(B, D)
+        if not self.cfg.skip_channels:
+            return off, scale
+        M = len(self.cfg.skip_channels)
+        mean, log_spread = code[:, Z:Z + M], code[:, Z + M:Z + 2 * M]
+        off = off.index_copy(1, self.skip_idx, mean * self.skip_gain.to(code.dtype))
+        scale = scale.index_copy(1, self.skip_idx, torch.exp(log_spread * self.skip_spread.to(code.dtype)))
+        return off, scale
+
     # ------------------------------------------------------------------ training
     def forward(self, batch: dict, ss_prob: float = 0.0,
                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
@@ -101,8 +141,12 @@ class VastModel(nn.Module):
         style = self.encode_style(batch["prompt"], batch["prompt_mask"], batch.get("prompt_ppg"),
                                   sample=sample, eps=eps)
         target = self.normalize(x, mask)                                                       # (B, T, D)
+        code = self.with_prompt_stats(style.z.to(target.dtype), batch["prompt"], batch["prompt_mask"])  # (B, C)
+        off, scale = (a.unsqueeze(1) for a in self.affine(code))                               # (B, 1, D) each
+        # The decoder models the target in the prompt's own units (centred on its mean, in its spread).
+        local = torch.where(mask.unsqueeze(-1), (target - off) / scale, torch.zeros_like(target))
         noise = self.cfg.ar_input_noise if self.training else 0.0
-        pred = self.decoder(batch["ppg"], mask, style.z.to(target.dtype), target, ss_prob, noise)   # (B, T, D)
+        pred = self.decoder(batch["ppg"], mask, code, local, ss_prob, noise) * scale + off     # (B, T, D)
         return self.denormalize(pred), {"pred": pred, "target": target, "style": style}
 
     def beta(self, step: int) -> float:
@@ -118,7 +162,8 @@ class VastModel(nn.Module):
         return c.ss_max * min(1.0, (step - c.ss_start) / max(c.ss_end - c.ss_start, 1))
 
     def loss(self, batch: dict, step: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """Eq. 7 (negated, per frame): recon(X | zK, A) + velocity + beta(step) * KL.  'loss' carries grad."""
+        """Eq. 7 (negated, per frame): recon(X | zK, A) + velocity + beta(step) * KL, plus the moment term.
+        'loss' carries grad."""
         ss = self.ss_prob(step) if self.training else 0.0
         _, aux = self.forward(batch, ss_prob=ss, generator=generator)
         pred, target, style = aux["pred"].float(), aux["target"], aux["style"]
@@ -132,8 +177,10 @@ class VastModel(nn.Module):
         # kl_weight = 1 is Eq. 7's ELBO (unit-scale likelihood in standardized units).
         kl_per_element = style.kl.sum() / (valid.sum().clamp_min(1.0) * pred.shape[-1])
         beta = self.beta(step)
-        out = {"loss": recon + self.cfg.velocity_weight * velocity + beta * kl_per_element}
-        logged = {"recon": recon, "velocity": velocity, "kl": kl, "kl_closed": style.kl_closed.mean(),
+        moments = self._moment_error(pred, target, valid) if self.cfg.moment_weight > 0 else recon.new_zeros(())
+        out = {"loss": recon + self.cfg.velocity_weight * velocity + beta * kl_per_element
+               + self.cfg.moment_weight * moments}
+        logged = {"recon": recon, "velocity": velocity, "moments": moments, "kl": kl, "kl_closed": style.kl_closed.mean(),
                   "log_det": style.log_det.mean(), **self._group_errors(err, valid)}
         out.update({k: v.detach() for k, v in logged.items()})
         out["beta"] = torch.tensor(beta)
@@ -145,6 +192,20 @@ class VastModel(nn.Module):
             return (pred - target).abs()
         # Gaussian NLL with a learned per-channel scale (constant 0.5 log 2π dropped).
         return 0.5 * ((pred - target) / self.log_scale.exp()).pow(2) + self.log_scale
+
+    @staticmethod
+    def _moment_error(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Mean over sequences and channels of |spread difference| + |speed difference| (standardized)."""
+        def moments(x):  # (B, T, D) -> spread, speed (B, D)
+            n = valid.sum(1).clamp_min(2.0)                                                    # (B, 1)
+            mu = (x * valid).sum(1) / n
+            spread = ((((x - mu.unsqueeze(1)) ** 2) * valid).sum(1) / n + 1e-6).sqrt()
+            pair = valid[:, 1:] * valid[:, :-1]
+            speed = ((x[:, 1:] - x[:, :-1]).abs() * pair).sum(1) / pair.sum(1).clamp_min(1.0)
+            return spread, speed
+
+        (sp, vp), (st, vt) = moments(pred), moments(target)
+        return ((sp - st).abs() + (vp - vt).abs()).mean()
 
     def _weighted_mean(self, err: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         # err (B, T, D), valid (B, T, 1) -> scalar: mean over valid frames, channel-weighted
@@ -190,7 +251,10 @@ class VastModel(nn.Module):
             ppg, ppg_mask = pad_stack(drives)                                                   # (B, 4T, P)
             mask = ppg_mask[:, :: self.cfg.ppg_per_frame]                                        # (B, T)
             hold = self._silence_hold(drives)                                                    # (B, D)
-            out = self.decoder.generate(ppg.to(self.device), mask.to(self.device), z, hold.to(self.device), self.rest)
+            off, scale = self.affine(z)                                                          # (B, D) each
+            out = self.decoder.generate(ppg.to(self.device), mask.to(self.device), z, hold.to(self.device),
+                                        (self.rest - off) / scale)
+            out = out * scale.unsqueeze(1) + off.unsqueeze(1)
             out = self.denormalize(out).float().cpu()
         finally:
             self.train(was_training)
@@ -206,8 +270,8 @@ class VastModel(nn.Module):
         return silent[:, None] & mouth[None, :]
 
     def _codes(self, prompts, prompt_masks, prompt_ppgs, styles, seeds, sample) -> torch.Tensor:
-        """Style codes (B, Z): given ones as they are, the rest encoded from their prompts in one batch."""
-        Z = self.cfg.latent_dim
+        """Style codes (B, C): given ones as they are, the rest encoded from their prompts in one batch."""
+        Z = self.cfg.code_dim
         codes: list[torch.Tensor | None] = [None if s is None else torch.as_tensor(s, dtype=torch.float32).flatten()
                                             for s in styles]
         for i, c in enumerate(codes):
@@ -238,14 +302,14 @@ class VastModel(nn.Module):
         eps = None
         if sample and self.cfg.enhancer:
             eps = torch.stack([_noise(s, self.cfg.latent_dim) for s in seeds]).to(self.device)
-        code = self.encode_style(prompt.to(self.device), pmask.to(self.device), speech, sample=sample, eps=eps,
-                                 has_speech=has)
-        return code.z.float()
+        prompt, pmask = prompt.to(self.device), pmask.to(self.device)
+        code = self.encode_style(prompt, pmask, speech, sample=sample, eps=eps, has_speech=has)
+        return self.with_prompt_stats(code.z.float(), prompt, pmask)
 
     @torch.no_grad()
     def style_code(self, prompt_X: Any, prompt_mask: Any = None, prompt_ppg: Any = None,
                    seed: int | None = None, sample: bool = False) -> torch.Tensor:
-        """A prompt's style code zK (Z,) (posterior mean unless ``sample``)."""
+        """A prompt's style code (C,): zK (posterior mean unless ``sample``) ++ the prompt's channel statistics."""
         was_training = self.training
         self.eval()
         try:

@@ -37,7 +37,7 @@ from vastbench.vast.model import VastModel, count_parameters
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int, dict], None]
-LOSS_KEYS = ("loss", "recon", "velocity", "kl", "kl_closed", "recon_mouth", "recon_upper", "recon_pose", "beta",
+LOSS_KEYS = ("loss", "recon", "velocity", "moments", "kl", "kl_closed", "recon_mouth", "recon_upper", "recon_pose", "beta",
              "ss_prob")
 COLUMNS = ("step", *LOSS_KEYS, "lr", "grad_norm", "val_loss", "val_recon", "val_free_l1", "elapsed_s")
 
@@ -211,7 +211,9 @@ def evaluate(model: VastModel, batches: list[dict], step: int, device: str | tor
         with _autocast(device):
             out = model.loss(batch, step, generator=torch.Generator().manual_seed(i))
             style = model.encode_style(batch["prompt"], batch["prompt_mask"], batch["prompt_ppg"])
-            pred = model.decoder.generate(batch["ppg"], batch["mask"], style.z.float())
+            code = model.with_prompt_stats(style.z.float(), batch["prompt"], batch["prompt_mask"])
+            off, scale = (a.unsqueeze(1) for a in model.affine(code))
+            pred = model.decoder.generate(batch["ppg"], batch["mask"], code) * scale + off
         valid = batch["mask"].unsqueeze(-1).float()
         err = (pred.float() - model.normalize(batch["x"], batch["mask"])).abs()
         losses.append(float(out["loss"]))
@@ -279,7 +281,7 @@ def write_curves(path: Path, rows: list[dict]) -> None:
     FigureCanvasAgg(fig)
     ax, ax_kl = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     steps = np.array([r["step"] for r in rows], dtype=float)
-    for key in ("loss", "recon", "velocity"):
+    for key in ("loss", "recon", "velocity", "moments"):
         ax.plot(*_smooth(steps, np.array([r.get(key, np.nan) for r in rows])), label=key)
     val = [(r["step"], r["val_loss"], r.get("val_free_l1", np.nan)) for r in rows if "val_loss" in r]
     if val:
