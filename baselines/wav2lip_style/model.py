@@ -60,6 +60,8 @@ class Wav2LipConfig:
     expert_dim: int = 128               # embedding size (Wav2Lip: 512)
     expert_pool: int = 1                # average-pool the lower halves by this factor before the face tower
     expert_motion: bool = False         # subtract each window's temporal mean frame (see SyncExpert)
+    expert_crop: tuple = (0.5, 1.0, 0.0, 1.0)   # rows y0..y1, columns x0..x1 (fractions of the frame) the expert
+                                        # sees; Wav2Lip: the lower half (0.5, 1, 0, 1); y0 must be >= 0.5
     expert_windows_per_clip: int = 8    # K: a batch is expert_batch / K clips x K windows, all K x K pairs scored
     expert_steps: int = 2000
     expert_batch: int = 32              # 5-frame windows per step (expert_batch / K clips x K windows)
@@ -82,6 +84,10 @@ class Wav2LipConfig:
     disc_weight: float = 0.0            # Wav2Lip's disc_wt (0.07); 0 turns the discriminator off
     disc_channels: int = 16
     disc_lr: float = 1e-4
+    paste: tuple = ()                   # inference: y0, y1, x0, x1 (fractions), only this box of the output
+                                        # (edges feathered) is pasted into the looped frame; () = whole output
+    audio_from_expert: bool = False     # start the generator's audio encoder from the expert's audio tower
+                                        # (same shapes needed: channels == expert_channels, audio_dim == expert_dim)
     time_budget_s: float = 0.0          # generator budget (seconds); > 0 stops there
     # ---- logging
     sample_every: int = 500
@@ -106,12 +112,28 @@ class Wav2LipConfig:
         if self.expert_windows_per_clip < 2 or self.expert_batch % self.expert_windows_per_clip:
             bad(f"expert_batch ({self.expert_batch}) must be a multiple of expert_windows_per_clip "
                 f"({self.expert_windows_per_clip}), which must be >= 2 (in-sync and off-sync pairs)")
-        if self.expert_pool < 1 or (self.size - self.size // 2) % self.expert_pool or self.size % self.expert_pool:
-            bad(f"expert_pool {self.expert_pool} must divide the lower half's size ({self.size - self.size // 2} x "
-                f"{self.size})")
+        paste = tuple(float(v) for v in self.paste)
+        object.__setattr__(self, "paste", paste)
+        if paste and (len(paste) != 4 or not (0.0 <= paste[0] < paste[1] <= 1.0 and 0.0 <= paste[2] < paste[3] <= 1.0)):
+            bad(f"paste {list(paste)} must be () or y0, y1, x0, x1 with 0 <= y0 < y1 <= 1 and 0 <= x0 < x1 <= 1")
+        crop = tuple(float(v) for v in self.expert_crop)
+        object.__setattr__(self, "expert_crop", crop)
+        if len(crop) != 4 or not (0.5 <= crop[0] < crop[1] <= 1.0 and 0.0 <= crop[2] < crop[3] <= 1.0):
+            bad(f"expert_crop {list(crop)} must be y0, y1, x0, x1 with 0.5 <= y0 < y1 <= 1 and 0 <= x0 < x1 <= 1 "
+                f"(the expert sees only the masked, generated lower half)")
+        (y0, y1), (x0, x1) = self.expert_rows(), self.expert_cols()
+        if self.expert_pool < 1 or (y1 - y0) % self.expert_pool or (x1 - x0) % self.expert_pool:
+            bad(f"expert_pool {self.expert_pool} must divide the expert's crop ({y1 - y0} x {x1 - x0} px)")
         if not 0.0 <= self.sync_weight + self.disc_weight < 1.0:
             bad(f"sync_weight + disc_weight must be in [0, 1) (the L1 weight is 1 minus both), got "
                 f"{self.sync_weight} + {self.disc_weight}")
+
+    def expert_rows(self) -> tuple[int, int]:
+        """Pixel rows [y0, y1) of the expert's crop (y0 at least the masked half's first row)."""
+        return max(self.size // 2, round(self.expert_crop[0] * self.size)), round(self.expert_crop[1] * self.size)
+
+    def expert_cols(self) -> tuple[int, int]:
+        return round(self.expert_crop[2] * self.size), round(self.expert_crop[3] * self.size)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -134,8 +156,9 @@ class Wav2LipConfig:
 # stop at their time budget (together at most 3 minutes of training; steps are an upper bound -- measured
 # step times are in the README).  "full": one GPU, 256 px, real data; Wav2Lip's widths at half size.
 PRESETS: dict[str, Wav2LipConfig] = {
-    "quick": Wav2LipConfig(expert_channels=8, expert_pool=2, expert_motion=True, channels=8, res_blocks=0,
-                           first_kernel=3, mouth_weight=4.0, expert_time_budget_s=50.0, time_budget_s=110.0),
+    "quick": Wav2LipConfig(expert_channels=8, expert_pool=1, expert_motion=True, expert_crop=(0.5, 0.8, 0.2, 0.8),
+                           channels=8, res_blocks=0, first_kernel=3, mouth_weight=4.0, audio_from_expert=True,
+                           paste=(0.5, 0.85, 0.2, 0.8), expert_time_budget_s=45.0, time_budget_s=100.0),
     "full": Wav2LipConfig(size=256, n_mels=80, expert_channels=32, expert_dim=512, expert_pool=2,
                           expert_motion=True, expert_steps=100_000, expert_batch=64, expert_lr=1e-4, channels=32,
                           audio_dim=512, res_blocks=2, steps=200_000, batch_size=16, lr=1e-4, sync_start=5000,
@@ -248,13 +271,16 @@ class SyncExpert(nn.Module):
     def __init__(self, cfg: Wav2LipConfig):
         super().__init__()
         self.cfg = cfg
-        h, k = cfg.size - cfg.size // 2, cfg.expert_pool
-        self.face = ImageEncoder(3 * A.WINDOW_FRAMES, h // k, cfg.size // k, cfg.expert_channels, cfg.expert_dim,
-                                 res_blocks=cfg.res_blocks, first_k=cfg.first_kernel)
+        (y0, y1), (x0, x1), k = cfg.expert_rows(), cfg.expert_cols(), cfg.expert_pool
+        self.face = ImageEncoder(3 * A.WINDOW_FRAMES, (y1 - y0) // k, (x1 - x0) // k, cfg.expert_channels,
+                                 cfg.expert_dim, res_blocks=cfg.res_blocks, first_k=cfg.first_kernel)
         self.audio = AudioEncoder(cfg.n_mels, cfg.expert_channels, cfg.expert_dim)
 
     def lower_half(self, frames: torch.Tensor) -> torch.Tensor:
-        """(B, 5, 3, H, W) frames -> (B, 15, (H - H // 2) / pool, W / pool) stacked lower halves.
+        """(B, 5, 3, H, W) frames -> (B, 15, h / pool, w / pool) stacked crops of the lower halves.
+
+        The crop is ``cfg.expert_crop`` (default: the whole lower half, as Wav2Lip; ``quick``: the
+        mouth part of it, so the expert -- and the sync loss's gradient -- ignores neck and background).
 
         With ``expert_motion`` the window's mean frame is subtracted first: what stays is how the
         mouth moves within the window, which is what sync is about (identity, skin and background
@@ -262,10 +288,11 @@ class SyncExpert(nn.Module):
         chance plateau after ~200 steps instead of ~400 -- it matters when training has a minute.
         """
         B, T, C, H, W = frames.shape
-        x = frames[..., H // 2:, :]
+        (y0, y1), (x0, x1) = self.cfg.expert_rows(), self.cfg.expert_cols()
+        x = frames[..., y0:y1, x0:x1]
         if self.cfg.expert_motion:
             x = x - x.mean(1, keepdim=True)
-        x = x.reshape(B, T * C, H - H // 2, W)
+        x = x.reshape(B, T * C, y1 - y0, x1 - x0)
         return F.avg_pool2d(x, self.cfg.expert_pool) if self.cfg.expert_pool > 1 else x
 
     def embed(self, faces: torch.Tensor, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -184,6 +184,12 @@ def train_generator(cfg: Wav2LipConfig, data: TrainData, expert_path: str | Path
     expert_sha = sha256_file(expert_path)
     torch.manual_seed(seed)
     gen = Wav2LipGenerator(cfg).to(device)
+    if cfg.audio_from_expert:
+        if (cfg.channels, cfg.audio_dim) != (expert.cfg.expert_channels, expert.cfg.expert_dim):
+            raise VastbenchError(f"audio_from_expert needs channels == expert_channels and audio_dim == expert_dim, "
+                                 f"got {cfg.channels}/{expert.cfg.expert_channels} and "
+                                 f"{cfg.audio_dim}/{expert.cfg.expert_dim}")
+        gen.audio.load_state_dict(expert.audio.state_dict())
     opt = torch.optim.Adam(gen.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
     disc = opt_d = None
     models, opts = {"model": gen}, {"optimizer": opt}

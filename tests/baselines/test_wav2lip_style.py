@@ -287,3 +287,50 @@ def test_generator_arguments_are_checked(synthtalk_quick):
         Wav2LipStyle("w", ctx, config={"step": 3})
     with pytest.raises(VastbenchError, match="has no argument 'variant'"):
         Wav2LipStyle("w", ctx, variant="x")
+
+
+# ----------------------------------------------------------------------------- quick-preset additions
+def test_the_expert_sees_only_its_crop():
+    cfg = tiny(expert_crop=(0.5, 0.8, 0.2, 0.8), expert_pool=1)
+    assert cfg.expert_rows() == (40, 64) and cfg.expert_cols() == (16, 64)
+    expert = SyncExpert(cfg).eval()
+    frames, mel = torch.rand(2, 5, 3, 80, 80), torch.randn(2, 16, A.MEL_STEPS)
+    outside = frames.clone()
+    outside[..., 64:, :] = 0.0
+    outside[..., :16] = 1.0
+    inside = frames.clone()
+    inside[..., 50, 30] += 0.5
+    with torch.no_grad():
+        assert torch.equal(expert(frames, mel), expert(outside, mel))
+        assert not torch.equal(expert(frames, mel), expert(inside, mel))
+    with pytest.raises(VastbenchError, match="expert_crop"):
+        tiny(expert_crop=(0.3, 0.8, 0.0, 1.0))        # the expert may not see the visible upper half
+    with pytest.raises(VastbenchError, match="expert_pool"):
+        tiny(expert_crop=(0.5, 0.8, 0.2, 0.8), expert_pool=5)
+
+
+def test_paste_keeps_the_frame_outside_the_box():
+    cfg = tiny(paste=(0.5, 0.85, 0.2, 0.8))
+    torch.manual_seed(0)
+    gen = Wav2LipGenerator(cfg)
+    ref = np.random.default_rng(0).integers(0, 256, (6, 80, 80, 3), dtype=np.uint8)
+    out = lipsync_frames(gen, ref, np.zeros(media.SAMPLE_RATE // 2, np.float32), media.SAMPLE_RATE)
+    looped = ref[ping_pong(len(ref), len(out))]
+    inside = np.zeros((80, 80), bool)
+    inside[40:68, 16:64] = True
+    assert np.array_equal(out[:, ~inside], looped[:, ~inside])
+    assert not np.array_equal(out[:, 45:60, 25:55], looped[:, 45:60, 25:55])
+    with pytest.raises(VastbenchError, match="paste"):
+        tiny(paste=(0.5, 0.4, 0.0, 1.0))
+
+
+def test_the_generator_audio_encoder_starts_from_the_expert(data, expert_path, tmp_path):
+    from baselines.wav2lip_style.train import load_expert
+
+    path = train_generator(tiny(audio_from_expert=True), data, expert_path, tmp_path / "g", steps=0, progress=False)
+    gen, expert = load_generator(path), load_expert(expert_path)
+    for (k, a), b in zip(gen.audio.state_dict().items(), expert.audio.state_dict().values()):
+        assert torch.equal(a, b), k
+    with pytest.raises(VastbenchError, match="audio_from_expert"):
+        train_generator(tiny(audio_from_expert=True, channels=2), data, expert_path, tmp_path / "h", steps=0,
+                        progress=False)
