@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from scipy.io import wavfile
 
-from tests.helpers import REPO, run_cli
+from tests.helpers import REPO, run_cli, same_numbers
 from vastbench.config import load_suite
 from vastbench.rundir import RunDir
 from vastbench.runner import run_suite
@@ -88,8 +88,9 @@ def test_sigkill_during_generation_then_resume_gives_the_same_summary(tmp_path):
     assert n_before < 3 * 12  # killed in the middle of generation
 
     run_cli("run", "--resume", str(killed), check=True)
-    assert (killed / "metrics" / "summary.json").read_text() == (ref / "metrics" / "summary.json").read_text()
-    assert (killed / "metrics" / "per_clip.csv").read_text() == (ref / "metrics" / "per_clip.csv").read_text()
+    # numbers to codec noise (tests/helpers.same_numbers says why not bytes)
+    assert same_numbers((killed / "metrics" / "summary.json").read_text(), (ref / "metrics" / "summary.json").read_text())
+    assert same_numbers((killed / "metrics" / "per_clip.csv").read_text(), (ref / "metrics" / "per_clip.csv").read_text())
     man = json.loads((killed / "manifest.json").read_text())
     assert man["invocations"] == 2 and man["status"] == "complete"
     assert not list(killed.rglob(".*tmp*")), "no temp files may survive"
