@@ -31,7 +31,8 @@ _NUMBER = re.compile(r"-?\d+\.\d+(?:[eE][-+]?\d+)?|-?\d+")
 
 
 def same_numbers(a: str, b: str) -> bool:
-    """Equal text, with each number equal up to 1% relative or one unit in its last printed digit.
+    """Equal text, with each number equal up to 1% relative, 0.01 absolute (a table's CI half-width
+    moves more than its mean) or one unit in its last printed digit.
 
     Why not bytes: libx264 as PyAV links it is, rarely, not bit-reproducible between processes (a
     regenerated `static` clip once differed from the uninterrupted run's by 0.001 dB PSNR and 0.5%
@@ -48,6 +49,6 @@ def same_numbers(a: str, b: str) -> bool:
         digits = len(x.split(".")[1].lower().split("e")[0])
         unit = 10.0 ** -digits if digits <= 3 else 0.0   # a table's rounded value may flip one unit
         fx, fy = float(x), float(y)
-        if abs(fx - fy) > max(1e-2 * max(abs(fx), abs(fy)), 1.01 * unit):
+        if abs(fx - fy) > max(1e-2 * max(abs(fx), abs(fy)), 1.01 * unit, 1e-2):
             return False
     return True
