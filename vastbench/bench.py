@@ -513,6 +513,16 @@ def lse_reference():
     return mod
 
 
+def sgemm_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """fp32 matrix-multiply GFLOP/s with the current threads: the practical arithmetic peak of the CPU."""
+    import torch
+
+    a, b = torch.rand(n, n), torch.rand(n, n)
+    a @ b
+    best = min(time_call(lambda: a @ b, 1, warmup=False).wall for _ in range(repeats))
+    return 2 * n ** 3 / best / 1e9
+
+
 def bench_lse(frames_per_clip: int, device: str, repeats: int) -> list[dict]:
     """LSE of one clip: the batched library pipeline and, on the CPU, the plain per-window loops at equal values."""
     from vastbench.metrics import lse as L
@@ -523,9 +533,12 @@ def bench_lse(frames_per_clip: int, device: str, repeats: int) -> list[dict]:
     frames, landmarks, audio = face_clip(frames_per_clip)
     tb = time_call(lambda: L.lse_result(frames, audio, landmarks=landmarks, model=model), repeats, device)
     res = tb.out
-    note = "random SyncNet weights in the official layout (speed does not depend on them), 128 px clip"
+    gflop = S.lip_tower_flops() * res.n_windows / 1e9      # lip-tower convolutions: ~all of the arithmetic
+    note = (f"random SyncNet weights in the official layout (speed does not depend on them), 128 px clip; "
+            f"lip tower {gflop / tb.wall:.0f} GFLOP/s")
     rows = [row("metrics", "lse batched", device, frames=frames_per_clip, timing=tb, size=224, note=note,
-                windows=res.n_windows, lse_d=res.lse_d, lse_c=res.lse_c, offset=res.offset)]
+                windows=res.n_windows, lse_d=res.lse_d, lse_c=res.lse_c, offset=res.offset,
+                gflop_per_s=gflop / tb.wall)]
     if device != "cpu":   # the reference loops are CPU code
         return rows
 
@@ -536,10 +549,14 @@ def bench_lse(frames_per_clip: int, device: str, repeats: int) -> list[dict]:
         d, c, off = tp.out
         agree = bool(np.allclose([res.lse_d, res.lse_c], [d, c], rtol=1e-4, atol=1e-4) and off == res.offset)
         speedup = tp.wall / tb.wall
+        peak = sgemm_gflops()
         return row("metrics", "lse plain loops", "cpu", frames=frames_per_clip, timing=tp, size=224,
-                   note=f"syncnet_python's loops, one window per pass; batched is {speedup:.2f}x faster, "
-                        f"values agree: {agree}",
-                   speedup_of_batched=speedup, values_agree=agree, lse_d=d, lse_c=c, offset=off)
+                   note=f"syncnet_python's loops, one window per pass, lip tower {gflop / tp.wall:.0f} GFLOP/s; "
+                        f"batched is {speedup:.2f}x faster, values agree: {agree}; fp32 matmul peak here "
+                        f"{peak:.0f} GFLOP/s, so at most {peak * tp.wall / gflop:.1f}x is possible at equal values",
+                   speedup_of_batched=speedup, values_agree=agree, lse_d=d, lse_c=c, offset=off,
+                   gflop_per_s=gflop / tp.wall, sgemm_peak_gflop_per_s=peak,
+                   speedup_bound=peak * tp.wall / gflop)
 
     return rows + guarded("metrics", "lse plain loops", "cpu", "fp32", plain, frames=frames_per_clip)
 

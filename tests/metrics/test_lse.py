@@ -129,6 +129,28 @@ def test_architecture_has_the_official_layout():
         assert m.forward_lip(torch.zeros(1, 3, 5, 224, 224)).shape == (1, 1024)
 
 
+def test_folded_lip_tower_equals_forward_lip_and_follows_weight_changes(model):
+    """The inference path (2-D, batch norm folded, channels-last) is the official tower's function."""
+    g = torch.Generator().manual_seed(5)
+    x = 255 * torch.rand(3, 3, 5, 224, 224, generator=g)
+    with torch.no_grad():
+        ref = model.forward_lip(x)
+        fast = model.embed_lip(x)
+    assert fast.shape == (3, 1024)
+    torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max()))
+    assert S.folded_lip_tower(model) is S.folded_lip_tower(model)       # built once per weights
+    m2 = S.SyncNetModel().eval()
+    m2.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        before = m2.embed_lip(x[:1])
+        m2.netcnnlip[1].running_mean.add_(5.0)                             # an in-place change is seen
+        after = m2.embed_lip(x[:1])
+        torch.testing.assert_close(after, m2.forward_lip(x[:1]), rtol=1e-4, atol=1e-4 * float(after.abs().max()))
+    assert not torch.allclose(before, after)
+    m2.train()
+    assert m2.embed_lip(x[:2]).requires_grad                           # training mode: the plain tower
+
+
 def test_crops_match_crop_video_exactly():
     frames, landmarks, _ = _clip(T=15)
     landmarks[:, :, 0] += np.linspace(-30, 30, 15)[:, None]  # run off both edges: padding with 110

@@ -242,7 +242,7 @@ def embed(model: SyncNetModel, crops_rgb: np.ndarray, mfcc: np.ndarray, n_window
         block = crops_rgb[s:e + WINDOW_FRAMES - 1, :, :, ::-1]                          # (t, 224, 224, 3) BGR
         clip = torch.from_numpy(np.ascontiguousarray(block)).to(device).float().permute(3, 0, 1, 2)  # (3, t, H, W)
         windows = clip.unfold(1, WINDOW_FRAMES, 1).permute(1, 0, 4, 2, 3)               # (e - s, 3, 5, H, W)
-        feats.append(model.forward_lip(windows.contiguous()).cpu())
+        feats.append(model.embed_lip(windows).cpu())
     return torch.cat(feats, 0), cc
 
 

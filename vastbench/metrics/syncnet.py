@@ -97,6 +97,101 @@ class SyncNetModel(nn.Module):
         mid = self.netcnnlip(x)                       # (B, 512, 1, 1, 1)
         return self.netfclip(mid.flatten(1))
 
+    def embed_lip(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward_lip`` for frozen eval-mode inference, about twice as fast on a CPU.
+
+        The same function of the same weights (to float rounding, ~1e-6 relative),
+        computed by :class:`FoldedLipTower`.  Falls back to ``forward_lip`` in
+        training mode, where batch norm must see batch statistics.
+        """
+        if self.training:
+            return self.forward_lip(x)
+        with torch.no_grad():
+            return self.netfclip(folded_lip_tower(self)(x))
+
+
+class FoldedLipTower(nn.Module):
+    """``netcnnlip`` in eval mode rewritten as 2-D convolutions with batch norm folded in, channels-last.
+
+    Why by hand: only the first layer looks across time (kernel depth 5 on a
+    5-frame window, output depth 1), so the whole tower is 2-D: the first
+    Conv3d is a Conv2d over the 15 stacked (channel, frame) planes, the rest are
+    Conv2d with their depth-1 kernels.  Folding each BatchNorm3d's running
+    statistics into the preceding convolution and running channels-last lets
+    oneDNN pick its fast kernels; PyTorch's own fusion utilities keep the 3-D
+    modules (and channels-last 3-D is slower here).  Measured on the 2-core CPU:
+    0.59 s vs 0.79 s for 16 windows, and 2x the one-window-per-pass loop.
+    """
+
+    # (conv index, batch-norm index, followed by max pool index or None) in the official Sequential
+    _BLOCKS = ((0, 1, 3), (4, 5, 7), (8, 9, None), (11, 12, None), (14, 15, 17), (18, 19, None))
+
+    def __init__(self, lip: nn.Sequential):
+        super().__init__()
+        layers: list[nn.Module] = []
+        for ci, bi, pi in self._BLOCKS:
+            conv, bn = lip[ci], lip[bi]
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)                       # (O,)
+            w = conv.weight * scale.reshape(-1, 1, 1, 1, 1)                                # (O, I, t, kh, kw)
+            b = (conv.bias - bn.running_mean) * scale + bn.bias
+            # (O, I, t, kh, kw) -> (O, I * t, kh, kw): input planes ordered channel-major, as x.reshape does.
+            w2 = w.reshape(w.shape[0], -1, w.shape[-2], w.shape[-1])
+            c = nn.Conv2d(w2.shape[1], w2.shape[0], tuple(w2.shape[-2:]), stride=conv.stride[1:],
+                          padding=conv.padding[1:])
+            c.weight.data.copy_(w2)
+            c.bias.data.copy_(b)
+            layers += [c, nn.ReLU(inplace=True)]
+            if pi is not None:
+                p = lip[pi]
+                pad = p.padding if isinstance(p.padding, int) else p.padding[1:]
+                layers.append(nn.MaxPool2d(p.kernel_size[1:], p.stride[1:], pad))
+        self.net = nn.Sequential(*layers).eval().to(memory_format=torch.channels_last)
+        for q in self.parameters():
+            q.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, 5, H, W) -> (B, 512) = ``netcnnlip(x).flatten(1)``."""
+        b, c, t, h, w = x.shape
+        planes = x.reshape(b, c * t, h, w).contiguous(memory_format=torch.channels_last)
+        return self.net(planes).flatten(1)
+
+
+def lip_tower_flops(size: int = IMAGE_SIZE) -> int:
+    """Multiply-adds x 2 of the lip tower's convolutions for one 5-frame window (3.1 GFLOP at 224 px).
+
+    The benchmark divides it by time to show how close to the CPU's peak each
+    LSE implementation runs, which bounds what batching can gain.
+    """
+    tower = FoldedLipTower(SyncNetModel().eval().netcnnlip)
+    total = 0
+
+    def hook(mod: nn.Module, _inp, out: torch.Tensor) -> None:
+        nonlocal total
+        total += 2 * out.numel() * (mod.in_channels // mod.groups) * mod.kernel_size[0] * mod.kernel_size[1]
+
+    handles = [m.register_forward_hook(hook) for m in tower.modules() if isinstance(m, nn.Conv2d)]
+    with torch.no_grad():
+        tower(torch.zeros(1, 3, WINDOW_FRAMES, size, size))
+    for h in handles:
+        h.remove()
+    return total
+
+
+def _weights_stamp(module: nn.Module) -> tuple:
+    """Changes whenever a parameter or buffer is replaced or modified in place (optimizer steps, loads)."""
+    return tuple((t.data_ptr(), t._version, t.device.type) for t in (*module.parameters(), *module.buffers()))
+
+
+def folded_lip_tower(model: SyncNetModel) -> FoldedLipTower:
+    """The model's :class:`FoldedLipTower`, rebuilt only when its lip-tower weights change."""
+    stamp = _weights_stamp(model.netcnnlip)
+    cached = model.__dict__.get("_folded_lip")
+    if cached is None or cached[0] != stamp:
+        with torch.no_grad():
+            tower = FoldedLipTower(model.netcnnlip).to(next(model.parameters()).device)
+        model.__dict__["_folded_lip"] = cached = (stamp, tower)
+    return cached[1]
+
 
 # --------------------------------------------------------------------------- weights
 def official_keys() -> list[str]:
