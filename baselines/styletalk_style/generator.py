@@ -17,9 +17,10 @@ from vastbench.vast.generator import VastGenerator
 
 def model_dir(manifest: Manifest, cache_root: Path, preset: str, seed: int, steps: int | None) -> Path:
     from baselines.styletalk_style.model import EXPERTS, make_config
+    from vastbench.vast.config import dataset_overrides
     from vastbench.vast.expression_eval import _ppg_version
 
-    cfg = make_config(preset)
+    cfg = make_config(preset, **dataset_overrides(manifest))
     key = stable_hash({"cfg": cfg.to_dict(), "experts": EXPERTS, "data": manifest.content_hash(), "seed": seed,
                        "steps": steps, "ppg": _ppg_version()}, 12)
     return Path(cache_root) / f"styletalk-{key}"
@@ -29,6 +30,7 @@ def train_styletalk(manifest_path: str, cache_root: str, preset: str, seed: int,
                     device: str) -> str:
     """Train (or find) the StyleTalk-style model on the dataset's train split (val for curves)."""
     from baselines.styletalk_style.model import StyleTalkModel, make_config
+    from vastbench.vast.config import dataset_overrides
     from vastbench.vast.expression_eval import load_vast_clips
     from vastbench.vast.train import train
 
@@ -37,7 +39,7 @@ def train_styletalk(manifest_path: str, cache_root: str, preset: str, seed: int,
     if (out / "done").exists():
         return str(out / "model.pt")
     val = load_vast_clips(manifest.split("val")) if manifest.split("val") else None
-    path = train(make_config(preset), load_vast_clips(manifest.split("train")), val, out, steps=steps,
+    path = train(make_config(preset, **dataset_overrides(manifest)), load_vast_clips(manifest.split("train")), val, out, steps=steps,
                  device=device, seed=seed, progress=False, model_cls=StyleTalkModel)
     (out / "done").write_text("ok\n")
     return str(path)

@@ -12,6 +12,7 @@ that reason without it.
 from __future__ import annotations
 
 import json
+import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -504,3 +505,58 @@ def test_wav2vec2_ppg_without_its_weights_stops_before_any_video(tmp_path, monke
     err = (proc.stderr + proc.stdout).strip().splitlines()
     assert len(err) == 1 and "wav2vec2 phoneme model not found" in err[0]
     assert not (tmp_path / "o" / "skipped.jsonl").exists()
+
+
+@e2e
+def test_vast_and_its_baselines_train_and_generate_on_an_ingested_dataset(ingested, tmp_path):
+    """The expression models take the dataset's PCA width and channel groups; `vastbench run` goes end to end."""
+    import yaml
+
+    from vastbench.data.ingest.geometry import FaceModel
+    from vastbench.data.manifest import Manifest
+    from vastbench.data.requests import load_requests
+    from vastbench.rundir import RunDir
+    from vastbench.vast.checkpoint import load_model
+    from vastbench.vast.config import dataset_overrides
+
+    cfg, summary = ingested
+    manifest = Manifest.load(Path(cfg.out) / "manifest.jsonl")
+    face_model = FaceModel.load(Path(cfg.out) / "face_model.npz")
+    over = dataset_overrides(manifest)
+    mouth, upper = face_model.channel_groups()
+    assert over["expr_dim"] == face_model.n_components == 16
+    assert over["mouth_channels"] == over["articulators"] == mouth and over["upper_channels"] == upper
+    assert mouth and sorted(mouth + upper) == list(range(16))
+    # The component with the most variance on talking faces is speech (jaw, lips): a mouth channel.
+    assert 0 in mouth, (mouth, upper)
+
+    # A few steps: this checks shapes and plumbing, not quality (the full renderer at 256 px takes ~45 s a step
+    # on two CPU cores; its outputs are not yet faces, so face-capture metrics would rightly refuse them).
+    fast = {"steps": 8, "renderer_steps": 1, "renderer_clips": 1}
+    suite = {
+        "version": 1, "name": "ingested_vast",
+        "dataset": {"name": "manifest", "root": str(cfg.out)},
+        # spkB's one clip is its test clip, so its renderer would have nothing to train on: drive spkA.
+        "requests": {"split": "train", "prompt": "same_style", "identities": ["spkA"], "limit": 1, "seed": 0},
+        "systems": [{"label": "ground_truth", "generator": "ground_truth"},
+                    {"label": "vast", "generator": "vast", "args": fast},
+                    {"label": "styletalk_style", "generator": "styletalk_style", "args": fast},
+                    {"label": "neutral", "generator": "neutral", "args": fast}],
+        "metrics": ["psnr", "ssim"],
+        "statistics": {"ci": 0.95, "bootstrap": 200, "reference": "ground_truth"},
+    }
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    proc = run_cli("run", "--suite", str(path), "--out", str(tmp_path / "run"), "--jobs", "2", timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run = RunDir(tmp_path / "run")
+    errors = [p.read_text() for p in (tmp_path / "run").rglob("errors.jsonl") if p.read_text().strip()]
+    assert not errors, errors
+    clip = manifest[load_requests(run.requests_path)[0].driving]
+    for system in ("vast", "styletalk_style", "neutral"):
+        video = media.read_video(run.clip_path(system, "r0000"))
+        assert video.frames.shape[1:] == (256, 256, 3)
+        assert len(video.frames) == clip.n_frames and len(video.audio) == pytest.approx(clip.n_frames * 640, abs=640)
+    models = sorted(Path(os.environ["VASTBENCH_CACHE"], "systems").glob("vast-vast-*/model.pt"))
+    loaded = [load_model(p).cfg for p in models]
+    assert any(c.expr_dim == 16 and c.mouth_channels == mouth for c in loaded), [c.expr_dim for c in loaded]

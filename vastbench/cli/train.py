@@ -42,7 +42,7 @@ def train_vast(
     from vastbench.runner import resolve_device
     from vastbench.torchutil import configure_threads
     from vastbench.vast.expression_eval import load_vast_clips, train_variant
-    from vastbench.vast.config import make_config
+    from vastbench.vast.config import dataset_overrides, make_config
     from vastbench.vast.train import train
 
     configure_threads()
@@ -51,7 +51,7 @@ def train_vast(
     if out is None:
         path = train_variant(ablation, manifest, cache_dir() / "systems", preset, seed, steps, dev, None)
     else:
-        cfg = make_config(preset, ablation)
+        cfg = make_config(preset, ablation, **dataset_overrides(manifest))
         val = manifest.split("val")
         path = train(cfg, load_vast_clips(manifest.split("train")), load_vast_clips(val) if val else None, out,
                      steps=steps, device=dev, seed=seed)

@@ -222,6 +222,27 @@ ABLATIONS: dict[str, VastConfig] = {
 }
 
 
+def dataset_overrides(manifest) -> dict[str, Any]:
+    """The data-contract fields of ``VastConfig`` for a dataset: {} for SynthTalk (the defaults).
+
+    On a dataset made by ``vastbench data ingest`` the expressions are the
+    coefficients of its face model's PCA: ``expr_dim`` is their number, and the
+    mouth / upper-face channel groups come from where each component moves the
+    mesh (:meth:`~vastbench.data.ingest.geometry.FaceModel.channel_groups`).  The
+    speech articulators (kept out of the prompt-statistics skip) are the mouth
+    channels: a PCA component has no name that says "jaw" rather than "smile".
+    """
+    from vastbench.data.ingest.geometry import FaceModel, dataset_face_model
+
+    path = dataset_face_model(manifest)
+    if path is None:
+        return {}
+    model = FaceModel.load(path)
+    mouth, upper = model.channel_groups()
+    return {"expr_dim": model.n_components, "mouth_channels": mouth, "upper_channels": upper,
+            "articulators": mouth}
+
+
 def make_config(preset: str = "quick", ablation: str = "vast", **overrides) -> VastConfig:
     """A preset, then an ablation, then explicit overrides (e.g. ``expr_dim`` for real data)."""
     from vastbench.registry import did_you_mean

@@ -48,10 +48,10 @@ def load_vast_clips(clips: list[Clip]) -> list[dict]:
 def train_variant(variant: str, manifest: Manifest, cache_root: Path, preset: str = "quick", seed: int = 0,
                   steps: int | None = None, device: str = "cpu", progress=None) -> Path:
     """Train one variant (cached by config + data hash); returns its ``model.pt``."""
-    from vastbench.vast.config import make_config
+    from vastbench.vast.config import dataset_overrides, make_config
     from vastbench.vast.train import train
 
-    cfg = make_config(preset, variant)
+    cfg = make_config(preset, variant, **dataset_overrides(manifest))
     out = variant_dir(variant, manifest, cache_root, preset, seed, steps)
     if (out / "model.pt").exists() and (out / "done").exists():
         return out / "model.pt"
@@ -68,11 +68,10 @@ def train_variant(variant: str, manifest: Manifest, cache_root: Path, preset: st
 def variant_dir(variant: str, manifest: Manifest, cache_root: Path, preset: str = "quick", seed: int = 0,
                 steps: int | None = None) -> Path:
     """The cache directory of one trained variant: keyed by config, data, seed, steps and PPG version."""
-    from vastbench.vast.config import make_config
-
+    from vastbench.vast.config import dataset_overrides, make_config
     from vastbench.vast.model import MODEL_VERSION
 
-    cfg = make_config(preset, variant)
+    cfg = make_config(preset, variant, **dataset_overrides(manifest))
     key = stable_hash({"cfg": cfg.to_dict(), "data": manifest.content_hash(), "seed": seed, "steps": steps,
                        "ppg": _ppg_version(), "model_version": MODEL_VERSION}, 12)
     return Path(cache_root) / f"vast-{variant}-{key}"

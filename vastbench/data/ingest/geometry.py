@@ -168,6 +168,11 @@ def dataset_face_model(dataset) -> Path | None:
     return path if path.is_file() else None
 
 
+# iBUG-68 points of the lips and lower jaw line, and of the brows and eyes (expression channel groups)
+LOWER_FACE_IBUG = np.r_[4:13, 48:68]
+UPPER_FACE_IBUG = np.r_[17:27, 36:48]
+
+
 @dataclass
 class FaceModel:
     """What turns meshes into pose + expression; fitted on a dataset's training split, saved with it."""
@@ -191,6 +196,26 @@ class FaceModel:
 
     def expression_names(self) -> list[str]:
         return [f"{EXPRESSION_NAMES_PREFIX}{i:02d}" for i in range(self.n_components)]
+
+    def channel_groups(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """``(mouth, upper)``: the expression components that move mainly the lower face, and the rest.
+
+        A component is a mouth channel when its mean squared displacement per
+        vertex is at least as large on the lips and lower jaw line (iBUG 4-12,
+        48-67) as on the brows and eyes (iBUG 17-26, 36-47).  The VAST expression
+        model's non-autoregressive path predicts the mouth channels from speech
+        and its loss weights them (SynthTalk's blendshapes are grouped by name).
+        There is always at least one mouth channel: the most mouth-heavy one.
+        """
+        if not self.n_components:
+            return (), ()
+        comp = self.components.reshape(self.n_components, N_FACE, 3)
+        lower = (comp[:, MESH_TO_IBUG68[LOWER_FACE_IBUG]] ** 2).sum((1, 2)) / len(LOWER_FACE_IBUG)
+        upper = (comp[:, MESH_TO_IBUG68[UPPER_FACE_IBUG]] ** 2).sum((1, 2)) / len(UPPER_FACE_IBUG)
+        mouth = [k for k in range(self.n_components) if lower[k] >= upper[k]]
+        if not mouth:
+            mouth = [int(np.argmax(lower / np.maximum(upper, 1e-12)))]
+        return tuple(mouth), tuple(k for k in range(self.n_components) if k not in mouth)
 
     # ---------------------------------------------------------------- io
     def save(self, path: str | Path) -> None:

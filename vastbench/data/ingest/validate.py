@@ -100,13 +100,45 @@ def compare(root: Path, truth: Path) -> dict:
     f = np.concatenate(found)
     xy = np.concatenate(src_xy)
     source_r = {"tx": float(np.corrcoef(xy[:, 0], pt[:, 3])[0, 1]), "ty": float(np.corrcoef(xy[:, 1], pt[:, 4])[0, 1])}
+    groups = channel_group_check(root, np.concatenate([xe_tr, xe_te]),
+                                 np.concatenate([np.concatenate([b for _, b in data[p]]) for p in ("train", "test")]))
     return {"clips": len(manifest), "frames": int(len(pe)), "frame_count_mismatch": int(frames_mismatch),
+            "channel_groups": groups,
             "test_frames": int(len(xe_te)), "frames_with_face": float(f.mean()),
             "expression_canonical_correlations": [round(c, 4) for c in canon],
             "expression_r2_per_blendshape": {n: round(float(r), 4) for n, r in zip(names, r2)},
             "pose_r": {k: (round(v, 4) if v is not None else None) for k, v in pose_r.items()},
             "translation_r_in_source_frame": {k: round(v, 4) for k, v in source_r.items()},
             "landmark_nme": float(np.concatenate(nme).mean())}
+
+
+def channel_group_check(root: Path, coeffs: np.ndarray, true_expr: np.ndarray) -> dict:
+    """Do the face model's mouth / upper channel groups (what VAST's config takes) match SynthTalk's truth?
+
+    For each PCA component: the R^2 of a linear fit from the true mouth blendshapes and from the true
+    upper-face ones; the truth's group is the larger.  Components that neither explains (R^2 < 0.1,
+    noise on a small dataset) are counted apart.
+    """
+    from sklearn.linear_model import LinearRegression
+
+    from vastbench.data.ingest.geometry import FaceModel
+    from vastbench.data.synthtalk.face import MOUTH_EXPRESSIONS, UPPER_EXPRESSIONS
+
+    mouth, upper = FaceModel.load(root / "face_model.npz").channel_groups()
+    rows, agree, explained = [], 0, 0
+    for k in range(coeffs.shape[1]):
+        r2 = {g: float(LinearRegression().fit(true_expr[:, list(idx)], coeffs[:, k])
+                       .score(true_expr[:, list(idx)], coeffs[:, k]))
+              for g, idx in (("mouth", MOUTH_EXPRESSIONS), ("upper", UPPER_EXPRESSIONS))}
+        truth = max(r2, key=r2.get)
+        assigned = "mouth" if k in mouth else "upper"
+        if max(r2.values()) >= 0.1:
+            explained += 1
+            agree += truth == assigned
+        rows.append({"component": k, "assigned": assigned, "r2_mouth": round(r2["mouth"], 3),
+                     "r2_upper": round(r2["upper"], 3)})
+    return {"mouth": list(mouth), "upper": list(upper), "explained_components": explained,
+            "agree_with_truth": agree, "per_component": rows}
 
 
 def validate(out: Path, n_clips: int = 20, jobs: int = 1, per_identity: int = 2) -> dict:
