@@ -12,7 +12,6 @@ that reason without it.
 from __future__ import annotations
 
 import json
-import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -508,7 +507,7 @@ def test_wav2vec2_ppg_without_its_weights_stops_before_any_video(tmp_path, monke
 
 
 @e2e
-def test_vast_and_its_baselines_train_and_generate_on_an_ingested_dataset(ingested, tmp_path):
+def test_vast_and_its_baselines_train_and_generate_on_an_ingested_dataset(ingested, tmp_path, monkeypatch):
     """The expression models take the dataset's PCA width and channel groups; `vastbench run` goes end to end."""
     import yaml
 
@@ -547,6 +546,9 @@ def test_vast_and_its_baselines_train_and_generate_on_an_ingested_dataset(ingest
     }
     path = tmp_path / "suite.yaml"
     path.write_text(yaml.safe_dump(suite))
+    # A private cache: the models trained here must not show up in other tests' counts of the session cache.
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("VASTBENCH_CACHE", str(cache))
     proc = run_cli("run", "--suite", str(path), "--out", str(tmp_path / "run"), "--jobs", "2", timeout=1200)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     run = RunDir(tmp_path / "run")
@@ -557,6 +559,6 @@ def test_vast_and_its_baselines_train_and_generate_on_an_ingested_dataset(ingest
         video = media.read_video(run.clip_path(system, "r0000"))
         assert video.frames.shape[1:] == (256, 256, 3)
         assert len(video.frames) == clip.n_frames and len(video.audio) == pytest.approx(clip.n_frames * 640, abs=640)
-    models = sorted(Path(os.environ["VASTBENCH_CACHE"], "systems").glob("vast-vast-*/model.pt"))
+    models = sorted((cache / "systems").glob("vast-vast-*/model.pt"))
     loaded = [load_model(p).cfg for p in models]
     assert any(c.expr_dim == 16 and c.mouth_channels == mouth for c in loaded), [c.expr_dim for c in loaded]
