@@ -32,6 +32,7 @@ import torch
 
 from vastbench import media
 from vastbench.errors import VastbenchError
+from vastbench.trainstate import plain
 
 from baselines.wav2lip_style import audio as A
 
@@ -161,7 +162,7 @@ class _Sampler:
                                           for c, s in zip(clips, starts)]))
 
     def state_dict(self) -> dict[str, Any]:
-        return {"bit_generator": _plain(self.rng.bit_generator.state)}
+        return {"bit_generator": plain(self.rng.bit_generator.state)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rng.bit_generator.state = state["bit_generator"]
@@ -223,10 +224,3 @@ def box_masks(boxes: np.ndarray, size: int) -> np.ndarray:
     b = np.asarray(boxes)[..., None, None, :]
     m = (yy >= b[..., 0]) & (yy < b[..., 1]) & (xx >= b[..., 2]) & (xx < b[..., 3])
     return m.astype(np.float32)
-
-
-def _plain(x: Any) -> Any:
-    """numpy RNG state -> plain ints/strs (``torch.load(weights_only=True)`` reads those)."""
-    if isinstance(x, dict):
-        return {k: _plain(v) for k, v in x.items()}
-    return int(x) if isinstance(x, (np.integer, int)) and not isinstance(x, bool) else x

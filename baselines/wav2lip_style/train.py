@@ -22,7 +22,6 @@ sha256 of the expert it was trained against.
 
 from __future__ import annotations
 
-import csv
 import io
 import logging
 import math
@@ -35,7 +34,9 @@ import torch
 import torch.nn.functional as F
 
 from vastbench.errors import VastbenchError
-from vastbench.rundir import atomic_write_bytes, atomic_write_text, sha256_file
+from vastbench import trainstate
+from vastbench.rundir import atomic_write_bytes, sha256_file
+from vastbench.trainstate import cpu_state, read_loss_rows, rng_state, save_state, write_loss_rows
 from vastbench.vast.renderer_train import write_grid   # labelled frame grids, shared house style
 from vastbench.vast.train import _progress_bar, _smooth
 
@@ -91,8 +92,9 @@ def train_expert(cfg: Wav2LipConfig, data: TrainData, out_dir: str | Path, steps
     val_batch = ExpertSampler(val, seed + 1).pairs(256) if val is not None else None
     step, rows = 0, []
     if resume and (out_dir / "last.pt").exists():
-        step = _restore(out_dir / "last.pt", "expert", cfg, {"model": model}, {"optimizer": opt}, sampler, device)
-        rows = [r for r in _read_rows(out_dir / "losses.csv") if int(r["step"]) <= step]
+        step = _restore(load_state(out_dir / "last.pt", "expert_train", device), out_dir / "last.pt", cfg,
+                        {"model": model}, {"optimizer": opt}, sampler)
+        rows = [r for r in read_loss_rows(out_dir / "losses.csv") if int(r["step"]) <= step]
         log.info("resumed sync expert at step %d", step)
     log.info("sync expert: %d parameters, %d frames in %d clips, to step %d on %s", count_parameters(model),
              len(data.frames), len(data.clip_ids), steps, device)
@@ -129,9 +131,9 @@ def train_expert(cfg: Wav2LipConfig, data: TrainData, out_dir: str | Path, steps
                 break
     _checkpoint_expert(out_dir, model, opt, sampler, step, rows)
     final = {k: rows[-1][k] for k in ("val_loss", "val_acc") if rows and k in rows[-1]}
-    return _save(out_dir / "expert.pt", {
+    return save_state(out_dir / "expert.pt", {
         "format": FORMAT, "version": VERSION, "kind": "expert", "torch_version": str(torch.__version__),
-        "config": cfg.to_dict(), "model": _cpu(model.state_dict()), "step": int(step),
+        "config": cfg.to_dict(), "model": cpu_state(model.state_dict()), "step": int(step),
         "extra": {"seed": seed, "train_s": rows[-1]["elapsed_s"] if rows else 0.0, "clips": data.clip_ids, **final}})
 
 
@@ -146,11 +148,11 @@ def evaluate_expert(model: SyncExpert, batch: dict[str, torch.Tensor], device) -
 
 
 def _checkpoint_expert(out_dir: Path, model, opt, sampler, step: int, rows: list[dict]) -> None:
-    _save(out_dir / "last.pt", {
+    save_state(out_dir / "last.pt", {
         "format": FORMAT, "version": VERSION, "kind": "expert_train", "torch_version": str(torch.__version__),
-        "config": model.cfg.to_dict(), "model": _cpu(model.state_dict()), "optimizer": opt.state_dict(),
-        "step": int(step), "rng": _rng_state(sampler)})
-    _write_rows(out_dir / "losses.csv", rows, EXPERT_COLUMNS)
+        "config": model.cfg.to_dict(), "model": cpu_state(model.state_dict()), "optimizer": opt.state_dict(),
+        "step": int(step), "rng": rng_state(sampler)})
+    write_loss_rows(out_dir / "losses.csv", rows, EXPERT_COLUMNS)
     write_curves(out_dir / "curves.png", rows, "expert")
 
 
@@ -204,8 +206,8 @@ def train_generator(cfg: Wav2LipConfig, data: TrainData, expert_path: str | Path
         if state.get("expert_sha256") != expert_sha:
             raise VastbenchError(f"{out_dir / 'last.pt'} was trained against another sync expert; use a new "
                                  f"out_dir or resume=False")
-        step = _restore(out_dir / "last.pt", "generator_train", cfg, models, opts, sampler, device)
-        rows = [r for r in _read_rows(out_dir / "losses.csv") if int(r["step"]) <= step]
+        step = _restore(state, out_dir / "last.pt", cfg, models, opts, sampler)
+        rows = [r for r in read_loss_rows(out_dir / "losses.csv") if int(r["step"]) <= step]
         log.info("resumed wav2lip_style generator at step %d", step)
     log.info("wav2lip_style generator: %d parameters (+ D %d), %d frames in %d clips, to step %d on %s",
              count_parameters(gen), count_parameters(disc) if disc is not None else 0, len(data.frames),
@@ -291,21 +293,21 @@ def generator_step(gen, expert, disc, opt, opt_d, batch: dict[str, torch.Tensor]
 def _checkpoint_generator(out_dir: Path, models: dict, opts: dict, sampler, step: int, rows: list[dict],
                           expert_sha: str) -> None:
     gen = models["model"]
-    _save(out_dir / "last.pt", {
+    save_state(out_dir / "last.pt", {
         "format": FORMAT, "version": VERSION, "kind": "generator_train", "torch_version": str(torch.__version__),
-        "config": gen.cfg.to_dict(), **{k: _cpu(m.state_dict()) for k, m in models.items()},
-        **{k: o.state_dict() for k, o in opts.items()}, "step": int(step), "rng": _rng_state(sampler),
+        "config": gen.cfg.to_dict(), **{k: cpu_state(m.state_dict()) for k, m in models.items()},
+        **{k: o.state_dict() for k, o in opts.items()}, "step": int(step), "rng": rng_state(sampler),
         "expert_sha256": expert_sha})
-    _write_rows(out_dir / "losses.csv", rows, GEN_COLUMNS)
+    write_loss_rows(out_dir / "losses.csv", rows, GEN_COLUMNS)
     write_curves(out_dir / "curves.png", rows, "generator")
 
 
 def save_generator(path: str | Path, model: Wav2LipGenerator, step: int = 0,
                    extra: dict[str, Any] | None = None) -> Path:
     """The final, self-contained generator: config + weights (+ what it was trained with)."""
-    return _save(Path(path), {
+    return save_state(Path(path), {
         "format": FORMAT, "version": VERSION, "kind": "generator", "torch_version": str(torch.__version__),
-        "config": model.cfg.to_dict(), "model": _cpu(model.state_dict()), "step": int(step), "extra": extra or {}})
+        "config": model.cfg.to_dict(), "model": cpu_state(model.state_dict()), "step": int(step), "extra": extra or {}})
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Wav2LipGenerator:
@@ -338,49 +340,21 @@ def train_all(cfg: Wav2LipConfig, train_clips: Sequence, out_dir: str | Path, va
 
 
 # ----------------------------------------------------------------------------- checkpoint io
-def _save(path: Path, state: dict[str, Any]) -> Path:
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    return atomic_write_bytes(path, buf.getvalue())
-
-
-def _cpu(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu() for k, v in sd.items()}
-
-
 def load_state(path: str | Path, kind: str | tuple[str, ...], map_location: Any = "cpu") -> dict[str, Any]:
-    path = Path(path)
+    """A wav2lip_style checkpoint of one of ``kind`` (expert, expert_train, generator, generator_train)."""
     kinds = (kind,) if isinstance(kind, str) else kind
-    if not path.is_file():
-        raise VastbenchError(f"wav2lip_style checkpoint {path} does not exist; train it (wav2lip_style train_all) "
-                             f"or check the path")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises many types for a corrupt file
-        raise VastbenchError(f"wav2lip_style checkpoint {path} cannot be read ({type(exc).__name__}); it is "
-                             f"corrupt or not a checkpoint: delete it and retrain") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        got = state.get("format") if isinstance(state, dict) else type(state).__name__
-        raise VastbenchError(f"{path} is not a wav2lip_style checkpoint (format {got!r}); pass a file written by "
-                             f"baselines.wav2lip_style.train")
-    if state.get("version") != VERSION:
-        raise VastbenchError(f"wav2lip_style checkpoint {path} has version {state.get('version')}, this code reads "
-                             f"version {VERSION}; retrain it")
+    state = trainstate.load_state(path, what="wav2lip_style", fmt=FORMAT, version=VERSION,
+                                  writer="baselines.wav2lip_style.train",
+                                  train_hint="train it (wav2lip_style train_all)", corrupt_fix="delete it and retrain",
+                                  map_location=map_location)
     if state.get("kind") not in kinds:
         raise VastbenchError(f"{path} holds a wav2lip_style {state.get('kind')}, not a {' or '.join(kinds)}; "
                              f"pass the right file")
     return state
 
 
-def _rng_state(sampler) -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "sampler": sampler.state_dict()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _restore(path: Path, kind: str, cfg: Wav2LipConfig, models: dict, opts: dict, sampler, device) -> int:
-    state = load_state(path, kind + "_train" if not kind.endswith("_train") else kind, device)
+def _restore(state: dict[str, Any], path: Path, cfg: Wav2LipConfig, models: dict, opts: dict, sampler) -> int:
+    """Load a training checkpoint already read by :func:`load_state` into the models, optimizers and RNGs."""
     if state["config"] != cfg.to_dict():
         changed = sorted(k for k in cfg.to_dict() if state["config"].get(k) != cfg.to_dict()[k])
         raise VastbenchError(f"{path} was trained with a different wav2lip_style config ({', '.join(changed[:4])} "
@@ -389,10 +363,7 @@ def _restore(path: Path, kind: str, cfg: Wav2LipConfig, models: dict, opts: dict
         m.load_state_dict(state[k])
     for k, o in opts.items():
         o.load_state_dict(state[k])
-    torch.set_rng_state(state["rng"]["torch"].cpu())
-    if "cuda" in state["rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
-    sampler.load_state_dict(state["rng"]["sampler"])
+    trainstate.restore_rng(state["rng"], sampler)
     return int(state["step"])
 
 
@@ -429,22 +400,6 @@ def _expert_text(row: dict) -> str:
 
 def _gen_text(row: dict) -> str:
     return f"L1 {row.get('l1', float('nan')):.4f} sync {row.get('sync', float('nan')):.3f}"
-
-
-def _read_rows(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    with open(path, newline="") as f:
-        return [{k: float(v) for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(f)]
-
-
-def _write_rows(path: Path, rows: list[dict], columns: tuple[str, ...]) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: (int(v) if k == "step" else f"{v:.6g}") for k, v in r.items() if k in columns})
-    atomic_write_text(path, buf.getvalue())
 
 
 def write_curves(path: Path, rows: list[dict], stage: str) -> None:

@@ -96,6 +96,7 @@ from vastbench.errors import VastbenchError
 from vastbench.features.mfcc import SAMPLES_PER_VIDEO_FRAME, mfcc_for_video
 from vastbench.metrics import lse as L
 from vastbench.metrics.syncnet import EMBED_DIM, IMAGE_SIZE, WINDOW_FRAMES, SyncNetModel, load_syncnet
+from vastbench.trainstate import save_state
 
 log = logging.getLogger(__name__)
 
@@ -585,14 +586,6 @@ def _val_score(report: dict) -> tuple:
     return (report["offset_accuracy"], report["gt"]["lse_c"] - report["control"]["lse_c"])
 
 
-def _save_checkpoint(path: Path, state: dict) -> None:
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    from vastbench.rundir import atomic_write_bytes
-
-    atomic_write_bytes(path, buf.getvalue())
-
-
 def _stem_cache(clips: Sequence[SyncClip], model: SyncNetModel, cfg: SyncTrainConfig, path: Path,
                 progress=None) -> None:
     """Fill ``clip.stem`` from ``path`` when it holds this recipe's features, else compute and store them."""
@@ -603,7 +596,7 @@ def _stem_cache(clips: Sequence[SyncClip], model: SyncNetModel, cfg: SyncTrainCo
                 c.stem = dict(saved["stem"][c.clip_id])
             return
     cache_stem(model, clips, cfg, progress)
-    _save_checkpoint(path, {"config": cfg.key(), "stem": {c.clip_id: c.stem for c in clips}})
+    save_state(path, {"config": cfg.key(), "stem": {c.clip_id: c.stem for c in clips}})
 
 
 def train(train_clips: Sequence[SyncClip], val_clips: Sequence[SyncClip], cfg: SyncTrainConfig,
@@ -662,7 +655,7 @@ def train(train_clips: Sequence[SyncClip], val_clips: Sequence[SyncClip], cfg: S
                 best = {"step": step + 1, "score": list(_val_score(report)),
                         "state": {k: v.clone() for k, v in model.state_dict().items()}}
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps or step + 1 in val_steps:
-            _save_checkpoint(ckpt_path, {"config": cfg.key(), "step": step + 1, "model": model.state_dict(),
+            save_state(ckpt_path, {"config": cfg.key(), "step": step + 1, "model": model.state_dict(),
                                          "probes": probes.state_dict() if probes is not None else {},
                                          "opt": opt.state_dict(), "history": json.dumps(history), "best": best})
     state = best["state"] if best is not None else model.state_dict()

@@ -9,14 +9,14 @@ written atomically, so a run killed while saving keeps its previous checkpoint.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from vastbench.errors import VastbenchError
-from vastbench.rundir import atomic_write_bytes, sha256_file
+from vastbench.rundir import sha256_file
+from vastbench.trainstate import cpu_state, load_state, save_state
 from vastbench.vast.config import VastConfig
 from vastbench.vast.model import VastModel
 
@@ -31,7 +31,7 @@ def save_checkpoint(path: str | Path, model: VastModel, optimizer: torch.optim.O
         "version": VERSION,
         "torch_version": str(torch.__version__),
         "config": model.cfg.to_dict(),
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "model": cpu_state(model.state_dict()),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "step": int(step),
         "rng": rng or {},
@@ -39,27 +39,13 @@ def save_checkpoint(path: str | Path, model: VastModel, optimizer: torch.optim.O
     }
     if type(model) is not VastModel:  # a model built on VAST's parts (e.g. the StyleTalk-style baseline)
         state["model_class"] = f"{type(model).__module__}:{type(model).__qualname__}"
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    return atomic_write_bytes(path, buf.getvalue())
+    return save_state(path, state)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise VastbenchError(f"VAST checkpoint {path} does not exist; train one or check the path")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises many types for a corrupt file
-        raise VastbenchError(f"VAST checkpoint {path} cannot be read ({type(exc).__name__}); "
-                             f"it is corrupt or not a checkpoint: retrain or re-download it") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise VastbenchError(f"{path} is not a VAST checkpoint (format {state.get('format')!r}); "
-                             f"pass a file written by vastbench.vast.train")
-    if state.get("version") != VERSION:
-        raise VastbenchError(f"VAST checkpoint {path} has version {state.get('version')}, this vastbench reads "
-                             f"version {VERSION}; retrain it with this version")
-    return state
+    return load_state(path, what="VAST", fmt=FORMAT, version=VERSION, writer="vastbench.vast.train",
+                      corrupt_fix="retrain or re-download it", version_fix="retrain it with this version",
+                      map_location=map_location)
 
 
 def model_class(state: dict[str, Any]) -> type[VastModel]:

@@ -21,7 +21,6 @@ present, else one-hot phones from the clip's alignment (SynthTalk only) --
 
 from __future__ import annotations
 
-import csv
 import io
 import logging
 import math
@@ -34,7 +33,9 @@ import numpy as np
 import torch
 
 from vastbench.errors import VastbenchError
-from vastbench.rundir import atomic_write_bytes, atomic_write_text, sha256_file
+from vastbench import trainstate
+from vastbench.rundir import atomic_write_bytes, sha256_file
+from vastbench.trainstate import cpu_state, plain, read_loss_rows, rng_state, save_state, write_loss_rows
 from vastbench.vast.conditioning import (MeshRasterizer, SynthTalkRasterizer, condition, from_unit, mouth_masks,
                                          target_background, to_unit)
 from vastbench.vast.train import _progress_bar, _smooth  # shared with the expression model's loop
@@ -178,17 +179,10 @@ class SequenceSampler:
                 "mouth": clip.mouth[idx]}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"bit_generator": _plain(self.rng.bit_generator.state)}
+        return {"bit_generator": plain(self.rng.bit_generator.state)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rng.bit_generator.state = state["bit_generator"]
-
-
-def _plain(x: Any) -> Any:
-    """numpy RNG state -> plain ints/strs (``torch.load(weights_only=True)`` reads those)."""
-    if isinstance(x, dict):
-        return {k: _plain(v) for k, v in x.items()}
-    return int(x) if isinstance(x, (np.integer, int)) and not isinstance(x, bool) else x
 
 
 # ----------------------------------------------------------------------------- training
@@ -227,7 +221,7 @@ def train_renderer(cfg: RendererConfig, identity_clips: IdentityData | Sequence,
     step, rows = 0, []
     if resume and (out_dir / "last.pt").exists():
         step = _restore(out_dir / "last.pt", gen, disc, opt_g, opt_d, sampler, cfg, device)
-        rows = [r for r in _read_rows(out_dir / "losses.csv") if int(r["step"]) <= step]
+        rows = [r for r in read_loss_rows(out_dir / "losses.csv") if int(r["step"]) <= step]
         log.info("resumed %s at step %d", out_dir, step)
     log.info("renderer for %s: G %d / D %d parameters, %d frames in %d clips (PPG: %s), to step %d on %s",
              data.identity, count_parameters(gen), count_parameters(disc), data.n_frames, len(data.clips),
@@ -286,61 +280,30 @@ def _step(gen, disc, opt_g, opt_d, batch, cfg: RendererConfig, step: int) -> dic
 
 
 # ----------------------------------------------------------------------------- checkpoints
-def _rng_state(sampler: SequenceSampler) -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "sampler": sampler.state_dict()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _save(path: Path, state: dict[str, Any]) -> Path:
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    return atomic_write_bytes(path, buf.getvalue())
-
-
 def _checkpoint(out_dir: Path, gen, disc, opt_g, opt_d, sampler, step: int, rows: list[dict]) -> None:
-    _save(out_dir / "last.pt", {
+    save_state(out_dir / "last.pt", {
         "format": FORMAT, "version": VERSION, "kind": "train", "torch_version": str(torch.__version__),
-        "config": gen.cfg.to_dict(), "model": _cpu(gen.state_dict()), "discriminator": _cpu(disc.state_dict()),
+        "config": gen.cfg.to_dict(), "model": cpu_state(gen.state_dict()), "discriminator": cpu_state(disc.state_dict()),
         "optimizer": opt_g.state_dict(), "optimizer_d": opt_d.state_dict(), "step": int(step),
-        "rng": _rng_state(sampler)})
-    _write_rows(out_dir / "losses.csv", rows)
+        "rng": rng_state(sampler)})
+    write_loss_rows(out_dir / "losses.csv", rows, COLUMNS)
     write_curves(out_dir / "curves.png", rows)
-
-
-def _cpu(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu() for k, v in sd.items()}
 
 
 def save_renderer(path: str | Path, model: Renderer, background: np.ndarray, erase: np.ndarray | None = None,
                   step: int = 0, extra: dict[str, Any] | None = None) -> Path:
     """The final, self-contained renderer: config + generator + the target's eroded background."""
-    return _save(Path(path), {
+    return save_state(Path(path), {
         "format": FORMAT, "version": VERSION, "kind": "renderer", "torch_version": str(torch.__version__),
-        "config": model.cfg.to_dict(), "model": _cpu(model.state_dict()),
+        "config": model.cfg.to_dict(), "model": cpu_state(model.state_dict()),
         "background": torch.from_numpy(np.ascontiguousarray(background)),
         "erase": torch.from_numpy(np.ascontiguousarray(erase)) if erase is not None else None,
         "step": int(step), "extra": extra or {}})
 
 
 def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise VastbenchError(f"renderer checkpoint {path} does not exist; train one (train_renderer) or check the path")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises many types for a corrupt file
-        raise VastbenchError(f"renderer checkpoint {path} cannot be read ({type(exc).__name__}); "
-                             f"it is corrupt or not a checkpoint: retrain it") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        got = state.get("format") if isinstance(state, dict) else type(state).__name__
-        raise VastbenchError(f"{path} is not a renderer checkpoint (format {got!r}); pass a file written by "
-                             f"train_renderer")
-    if state.get("version") != VERSION:
-        raise VastbenchError(f"renderer checkpoint {path} has version {state.get('version')}, this vastbench reads "
-                             f"version {VERSION}; retrain it")
-    return state
+    return trainstate.load_state(path, what="renderer", fmt=FORMAT, version=VERSION, writer="train_renderer",
+                                 train_hint="train one (train_renderer)", map_location=map_location)
 
 
 def load_renderer(path: str | Path, device: str | torch.device = "cpu") -> tuple[Renderer, np.ndarray]:
@@ -373,10 +336,7 @@ def _restore(path: Path, gen, disc, opt_g, opt_d, sampler, cfg: RendererConfig, 
     disc.load_state_dict(state["discriminator"])
     opt_g.load_state_dict(state["optimizer"])
     opt_d.load_state_dict(state["optimizer_d"])
-    torch.set_rng_state(state["rng"]["torch"].cpu())
-    if "cuda" in state["rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
-    sampler.load_state_dict(state["rng"]["sampler"])
+    trainstate.restore_rng(state["rng"], sampler)
     return int(state["step"])
 
 
@@ -457,22 +417,6 @@ def write_grid(path: str | Path, rows: list[tuple[str, np.ndarray]], scale: int 
     canvas.save(buf, format="PNG")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     return atomic_write_bytes(Path(path), buf.getvalue())
-
-
-def _read_rows(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    with open(path, newline="") as f:
-        return [{k: float(v) for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(f)]
-
-
-def _write_rows(path: Path, rows: list[dict]) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: (int(v) if k == "step" else f"{v:.6g}") for k, v in r.items() if k in COLUMNS})
-    atomic_write_text(path, buf.getvalue())
 
 
 def write_curves(path: Path, rows: list[dict]) -> None:

@@ -14,21 +14,21 @@ with the same weights and numbers as an uninterrupted one (on the same device).
 from __future__ import annotations
 
 import contextlib
-import csv
 import io
 import logging
 import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
 
 from vastbench import distributed as dist
 from vastbench.errors import VastbenchError
-from vastbench.rundir import atomic_write_bytes, atomic_write_text
+from vastbench.rundir import atomic_write_bytes
+from vastbench.trainstate import read_loss_rows, restore_rng, rng_state, write_loss_rows
 from vastbench.vast.checkpoint import load_checkpoint, save_checkpoint
 from vastbench.vast.config import VastConfig
 from vastbench.vast.data import ClipDataset, WindowSampler, feature_stats, fixed_batches, to_device
@@ -73,7 +73,7 @@ def train(cfg: VastConfig, train_set: ClipDataset | list[dict], val_set: ClipDat
     step, rows = 0, []
     if resume and (out_dir / "last.pt").exists():
         step = _restore(out_dir / "last.pt", model, opt, sampler, cfg, device)
-        rows = [r for r in _read_rows(out_dir / "losses.csv") if int(r["step"]) <= step]
+        rows = [r for r in read_loss_rows(out_dir / "losses.csv") if int(r["step"]) <= step]
         log.info("resumed %s at step %d", out_dir, step)
     log.info("VAST %s: %d parameters, %d train clips, training to step %d on %s",
              cfg.decoder, count_parameters(model), len(train_ds), steps, device)
@@ -224,16 +224,9 @@ def evaluate(model: VastModel, batches: list[dict], step: int, device: str | tor
 
 
 # ---------------------------------------------------------------------- checkpoints and logs
-def _rng_state(sampler: WindowSampler) -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "sampler": sampler.state_dict()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
 def _checkpoint(out_dir: Path, model, opt, sampler, step: int, rows: list[dict]) -> None:
-    save_checkpoint(out_dir / "last.pt", model, opt, step, rng=_rng_state(sampler))
-    _write_rows(out_dir / "losses.csv", rows)
+    save_checkpoint(out_dir / "last.pt", model, opt, step, rng=rng_state(sampler))
+    write_loss_rows(out_dir / "losses.csv", rows, COLUMNS)
     write_curves(out_dir / "curves.png", rows)
 
 
@@ -246,28 +239,8 @@ def _restore(path: Path, model: VastModel, opt, sampler: WindowSampler, cfg: Vas
     model.load_state_dict(state["model"])
     if state["optimizer"] is not None:
         opt.load_state_dict(state["optimizer"])
-    rng = state["rng"]
-    torch.set_rng_state(rng["torch"].cpu())
-    if "cuda" in rng and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
-    sampler.load_state_dict(rng["sampler"])
+    restore_rng(state["rng"], sampler)
     return int(state["step"])
-
-
-def _read_rows(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    with open(path, newline="") as f:
-        return [{k: float(v) for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(f)]
-
-
-def _write_rows(path: Path, rows: list[dict]) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: (int(v) if k == "step" else f"{v:.6g}") for k, v in r.items() if k in COLUMNS})
-    atomic_write_text(path, buf.getvalue())
 
 
 def write_curves(path: Path, rows: list[dict]) -> None:
