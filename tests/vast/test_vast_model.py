@@ -135,7 +135,8 @@ def test_style_code_and_interpolation():
     rng = np.random.default_rng(3)
     pa, pb, ppg = _prompt(rng, 30), _prompt(rng, 50) * 2, _ppg(rng, 15)
     za, zb = model.style_code(pa), model.style_code(pb)
-    assert za.shape == (model.cfg.code_dim,) == (model.cfg.latent_dim + 2 * len(model.cfg.skip_channels),)
+    cfg = model.cfg
+    assert za.shape == (cfg.code_dim,) == (cfg.latent_dim + 2 * len(cfg.skip_channels) + len(cfg.spread_channels),)
     torch.testing.assert_close(model.interpolate(pa, pb, 0.0), za)
     torch.testing.assert_close(model.interpolate(pa, pb, 1.0), zb)
     torch.testing.assert_close(model.interpolate(pa, pb, 0.25), 0.75 * za + 0.25 * zb)
@@ -143,28 +144,87 @@ def test_style_code_and_interpolation():
 
 
 def test_prompt_statistics_skip_puts_the_output_in_the_prompts_units():
-    """The code's tail is the prompt's standardized mean and log spread of every non-articulator channel;
-    at init the output is mean + spread * decoder there; articulators are left alone; no_style has no skip."""
+    """The code's tail is the prompt's standardized mean and log spread of every non-articulator channel, then
+    the log spread of every articulator; the affine is exactly mean + spread there (spread only for the
+    articulators); no_style has no skip; old checkpoint configs load without the newer switches."""
     model = _model()
     cfg = model.cfg
+    assert cfg.stats_match and cfg.articulator_spread and cfg.spread_channels == cfg.articulators
     rng = np.random.default_rng(5)
     prompt = _prompt(rng, 40)
     code = model.style_code(prompt)
-    norm = ((torch.as_tensor(prompt) - model.x_mean) / model.x_std)[:, list(cfg.skip_channels)]
-    Z, M = cfg.latent_dim, len(cfg.skip_channels)
+    std = (torch.as_tensor(prompt) - model.x_mean) / model.x_std
+    norm, art = std[:, list(cfg.skip_channels)], std[:, list(cfg.articulators)]
+    Z, M, A = cfg.latent_dim, len(cfg.skip_channels), len(cfg.articulators)
     torch.testing.assert_close(code[Z:Z + M], norm.mean(0), atol=1e-5, rtol=1e-5)
     spread = norm.std(0, unbiased=False).clamp_min(model.SPREAD_FLOOR)
-    torch.testing.assert_close(code[Z + M:].exp(), spread, atol=1e-5, rtol=1e-5)
+    art_spread = art.std(0, unbiased=False).clamp_min(model.SPREAD_FLOOR)
+    torch.testing.assert_close(code[Z + M:Z + 2 * M].exp(), spread, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(code[Z + 2 * M:].exp(), art_spread, atol=1e-5, rtol=1e-5)
     off, scale = (a[0] for a in model.affine(code[None]))
-    assert torch.all(off[list(cfg.articulators)] == 0) and torch.all(scale[list(cfg.articulators)] == 1)
+    assert torch.all(off[list(cfg.articulators)] == 0)
+    torch.testing.assert_close(scale[list(cfg.articulators)], art_spread, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(off[list(cfg.skip_channels)], norm.mean(0), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(scale[list(cfg.skip_channels)], spread, atol=1e-5, rtol=1e-5)
     assert not set(cfg.articulators) & set(cfg.skip_channels)
     assert cfg.replace(style=False, enhancer=False).skip_channels == ()
+    assert cfg.replace(style=False, enhancer=False).spread_channels == ()
     assert cfg.replace(stats_skip=False).code_dim == cfg.latent_dim
-    # a checkpoint config from before the skip existed loads without it
+    # checkpoint configs from before a switch existed load without it (as they were trained)
     old = {k: v for k, v in cfg.to_dict().items() if k != "stats_skip"}
     assert type(cfg).from_dict(old).skip_channels == ()
+    old = {k: v for k, v in cfg.to_dict().items() if k not in ("articulator_spread", "stats_match", "ss_mode")}
+    before = type(cfg).from_dict(old)
+    assert (before.spread_channels, before.stats_match, before.ss_mode) == ((), False, "parallel")
+    _one_line_error(lambda: cfg.replace(ss_mode="sometimes"), "ss_mode 'sometimes' is not one of")
+
+
+def test_output_takes_the_prompts_statistics_exactly():
+    """stats_match: over the generated frames every skip channel has the prompt's mean and spread and every
+    articulator the prompt's spread, whatever the (untrained) decoder does; padding does not count."""
+    model = _model()
+    cfg = model.cfg
+    model.set_normalizer(np.linspace(-1, 1, D), np.linspace(0.5, 2, D))
+    # The untrained decoder's output barely moves; the floor (at most 20x amplification) would hold it below
+    # the prompt's spread, so lift it here: this checks the arithmetic, the floor is checked below.
+    model.MATCH_FLOOR = 0.0
+    rng = np.random.default_rng(11)
+    prompts = [_prompt(rng, 40) * 1.5 + 0.7, _prompt(rng, 60) * 0.4 - 0.3]
+    outs = model.generate_batch(prompts, [_ppg(rng, 50), _ppg(rng, 23)])
+    for prompt, out in zip(prompts, outs):
+        skip, art = list(cfg.skip_channels), list(cfg.articulators)
+        np.testing.assert_allclose(out[:, skip].mean(0), prompt[:, skip].mean(0), atol=1e-4)
+        np.testing.assert_allclose(out[:, skip].std(0), prompt[:, skip].std(0), rtol=1e-3)
+        np.testing.assert_allclose(out[:, art].std(0), prompt[:, art].std(0), rtol=1e-3)
+    # with the floor a still output channel is not blown up to the prompt's spread
+    model.MATCH_FLOOR = VastModel.MATCH_FLOOR
+    floored = model.generate_batch(prompts[:1], [_ppg(rng, 50)])[0]
+    assert np.all(floored[:, list(cfg.skip_channels)].std(0) <= prompts[0][:, list(cfg.skip_channels)].std(0) + 1e-4)
+    # without the switch the statistics are only approximately passed on
+    loose = VastModel(cfg.replace(stats_match=False)).eval()
+    loose.set_normalizer(np.linspace(-1, 1, D), np.linspace(0.5, 2, D))
+    out = loose.generate_batch(prompts[:1], [_ppg(rng, 50)])[0]
+    assert not np.allclose(out[:, list(cfg.skip_channels)].std(0), prompts[0][:, list(cfg.skip_channels)].std(0),
+                           rtol=1e-3)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_free_running_loop_equals_stepping_the_gru(layers):
+    """The free-running loop (inference, and the no-grad pass of ss_mode="free") precomputes what does not
+    depend on the fed-back frame; it must equal stepping nn.GRU frame by frame."""
+    model = _model(ar_layers=layers)
+    dec = model.decoder
+    torch.manual_seed(1)
+    c, z = torch.randn(3, 20, model.cfg.d_model), torch.randn(3, model.cfg.code_dim)
+    ctx, hidden, base = dec._context(c, z), dec._hidden0(z), dec.nar_base(c)
+    prev, frames = base.new_zeros(3, model.cfg.out_dim), []
+    with torch.no_grad():
+        for t in range(20):
+            o, hidden = dec.gru((dec.ar_prev(prev) + ctx[:, t]).unsqueeze(1), hidden)
+            prev = dec.ar_out(torch.cat([o[:, 0], c[:, t]], dim=-1)) + base[:, t]
+            frames.append(prev)
+        fast = dec._free_running(c, ctx, base, dec._hidden0(z))
+    torch.testing.assert_close(fast, torch.stack(frames, dim=1), atol=1e-5, rtol=1e-5)
 
 
 def test_prompt_speech_is_used_and_checked():

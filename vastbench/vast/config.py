@@ -21,6 +21,7 @@ from vastbench.errors import VastbenchError
 DECODERS = ("hybrid", "nar", "ar")
 RECON_LOSSES = ("l1", "gaussian")
 KL_ESTIMATORS = ("mc", "closed")
+SS_MODES = ("free", "parallel")
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,14 @@ class VastConfig:
     # training style.  Measured: docs/vast.md.
     stats_skip: bool = True
     articulators: tuple[int, ...] = (0, 1, 2, 5)   # jaw, round, stretch, press: their mean follows the words
+    # The articulators' amplitude is style too (a reserved speaker opens the jaw less): with this on, their
+    # prompt spread joins the code and scales their output (spread-only skip: no mean carried over).
+    articulator_spread: bool = True
+    # Exact statistics transfer (AdaIN on the output, over time): the decoder's output is standardized over the
+    # generated frames, then every skip channel takes the prompt's mean and spread and every spread channel the
+    # prompt's spread (its own mean kept).  Without it the learned skip passes the prompt's statistics on only
+    # approximately, and for a style never seen in training it falls back to the nearest training style.
+    stats_match: bool = True
 
     # ---- loss (Eq. 7)
     recon: str = "l1"                   # "l1" | "gaussian" (learned per-channel scale)
@@ -88,10 +97,14 @@ class VastConfig:
     # Fully free-running by the end: with 0.5 the AR path learned to copy constant offsets (a smile,
     # a frown) from the fed-back frame and lost them at inference, where it starts from the mean face.
     ss_max: float = 1.0
+    # Where the sampled fed-back frames come from: "free" (a no-grad free-running pass, what inference feeds back)
+    # or "parallel" (a teacher-forced pass; Duckworth et al. 2019).  Measured: with "parallel" the free-running
+    # path at inference damped head motion to 24-50% of the truth's spread; with "free" 84-96%.
+    ss_mode: str = "free"
     ar_input_noise: float = 0.3         # std of noise on the fed-back frame (normalized units)
 
     # ---- training recipe
-    steps: int = 1000                   # quick: ~110 s at ~110 ms/step on one core
+    steps: int = 800                    # quick: ~95 s on two threads, ~120 s on one (benchmarks/bench_vast_train.py)
     batch_size: int = 16
     lr: float = 2e-3
     lr_warmup: int = 100
@@ -131,9 +144,17 @@ class VastConfig:
         return tuple(c for c in range(self.out_dim) if c not in set(self.articulators))
 
     @property
+    def spread_channels(self) -> tuple[int, ...]:
+        """Channels whose prompt spread (only) scales the output: the articulators, with ``articulator_spread``."""
+        if not (self.style and self.stats_skip and self.articulator_spread):
+            return ()
+        return tuple(c for c in self.articulators)
+
+    @property
     def code_dim(self) -> int:
-        """What the decoder is conditioned on: zK (Z), the prompt's mean and log spread of each skip channel."""
-        return self.latent_dim + 2 * len(self.skip_channels)
+        """What the decoder is conditioned on: zK (Z), the prompt's mean and log spread of each skip channel,
+        the log spread of each spread channel."""
+        return self.latent_dim + 2 * len(self.skip_channels) + len(self.spread_channels)
 
     @property
     def uses_ar(self) -> bool:
@@ -150,8 +171,11 @@ class VastConfig:
         if unknown:
             from vastbench.registry import did_you_mean
             raise VastbenchError(f"unknown VAST config key '{unknown[0]}'{did_you_mean(unknown[0], known)}")
-        if "stats_skip" not in d:  # checkpoints written before the skip existed
-            d = {**d, "stats_skip": False}
+        # Checkpoints written before a switch existed were trained without it.
+        for key, before in (("stats_skip", False), ("articulator_spread", False), ("stats_match", False),
+                            ("ss_mode", "parallel")):
+            if key not in d:
+                d = {**d, key: before}
         return cls(**d)
 
     def replace(self, **overrides) -> "VastConfig":
@@ -166,6 +190,8 @@ class VastConfig:
             bad(f"decoder '{self.decoder}' is not one of {', '.join(DECODERS)}")
         if self.recon not in RECON_LOSSES:
             bad(f"recon '{self.recon}' is not one of {', '.join(RECON_LOSSES)}")
+        if self.ss_mode not in SS_MODES:
+            bad(f"ss_mode '{self.ss_mode}' is not one of {', '.join(SS_MODES)}")
         if self.kl_estimator not in KL_ESTIMATORS:
             bad(f"kl_estimator '{self.kl_estimator}' is not one of {', '.join(KL_ESTIMATORS)}")
         if self.flow_steps < 0:

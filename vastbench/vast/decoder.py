@@ -16,10 +16,12 @@ Combination (``decoder``):
     "ar":     every channel from the AR path (no NAR base)
 
 Training runs the GRU teacher-forced over the whole window (one fused call),
-with scheduled sampling done in two passes (Duckworth et al., 2019, "parallel
-scheduled sampling"): a no-grad pass predicts every frame, then a fraction of
-the fed-back frames is replaced by those predictions and the pass is repeated
-with gradients.  Inference is free-running, one frame at a time, any length.
+with scheduled sampling done in two passes: a no-grad pass predicts every
+frame, then a fraction of the fed-back frames is replaced by those predictions
+and the pass is repeated with gradients.  The no-grad pass is free-running
+(``ss_mode="free"``, what inference feeds back) or teacher-forced
+(``"parallel"``, Duckworth et al., 2019, "parallel scheduled sampling").
+Inference is free-running, one frame at a time, any length.
 """
 
 from __future__ import annotations
@@ -93,6 +95,36 @@ class HybridDecoder(nn.Module):
         o, _ = self.gru(self.ar_prev(prev) + ctx, h0)                  # (B, T, H)
         return self.ar_out(torch.cat([o, c], dim=-1)) + base
 
+    def _free_running(self, c, ctx, base, hidden, pin=lambda y: y):
+        # (B, T, d), (B, T, H), (B, T, D), (L, B, H) -> (B, T, D), each frame fed the previous output.
+        # Everything that does not depend on the fed-back frame is computed for all frames before the loop:
+        # ar_out(o ++ c) = W_o o + (W_c c + b), and with one GRU layer its input projection of the context.
+        H = self.cfg.ar_hidden
+        w_out_o, w_out_c = self.ar_out.weight[:, :H], self.ar_out.weight[:, H:]
+        fixed = torch.nn.functional.linear(c, w_out_c, self.ar_out.bias) + base                  # (B, T, D)
+        prev = base.new_zeros(base.shape[0], base.shape[2])             # (B, D) start frame: the mean face
+        frames = []
+        if self.cfg.ar_layers == 1:
+            g = self.gru
+            w_prev = g.weight_ih_l0 @ self.ar_prev.weight                                        # (3H, D)
+            gi_fixed = torch.nn.functional.linear(ctx, g.weight_ih_l0, g.bias_ih_l0)             # (B, T, 3H)
+            h = hidden[0]
+            for t in range(c.shape[1]):
+                gi = gi_fixed[:, t] + prev @ w_prev.T                                            # (B, 3H)
+                gh = torch.nn.functional.linear(h, g.weight_hh_l0, g.bias_hh_l0)                 # (B, 3H)
+                i_r, i_z, i_n = gi.chunk(3, dim=-1)
+                h_r, h_z, h_n = gh.chunk(3, dim=-1)
+                r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
+                h = (1 - z) * torch.tanh(i_n + r * h_n) + z * h                                  # (B, H)
+                prev = pin(h @ w_out_o.T + fixed[:, t])                                          # (B, D)
+                frames.append(prev)
+            return torch.stack(frames, dim=1)
+        for t in range(c.shape[1]):
+            o, hidden = self.gru((self.ar_prev(prev) + ctx[:, t]).unsqueeze(1), hidden)   # (B, 1, H)
+            prev = pin(o[:, 0] @ w_out_o.T + fixed[:, t])                                 # (B, D)
+            frames.append(prev)
+        return torch.stack(frames, dim=1)
+
     # ------------------------------------------------------------------ training
     def forward(self, ppg: torch.Tensor, mask: torch.Tensor, z: torch.Tensor, target: torch.Tensor,
                 ss_prob: float = 0.0, noise: float = 0.0) -> torch.Tensor:
@@ -105,7 +137,10 @@ class HybridDecoder(nn.Module):
         prev = torch.cat([target.new_zeros(target[:, :1].shape), target[:, :-1]], dim=1)   # (B, T, D)
         if ss_prob > 0:
             with torch.no_grad():
-                first = self._teacher_forced(c, ctx, base, h0, prev)
+                if self.cfg.ss_mode == "free":
+                    first = self._free_running(c, ctx, base, h0)
+                else:
+                    first = self._teacher_forced(c, ctx, base, h0, prev)
             use_pred = torch.rand(prev.shape[:2] + (1,), device=prev.device) < ss_prob
             use_pred[:, 0] = False                                      # frame 0 is fed the start frame
             shifted = torch.cat([first[:, :1], first[:, :-1]], dim=1)
@@ -135,11 +170,4 @@ class HybridDecoder(nn.Module):
 
         if not self.cfg.uses_ar:
             return pin(base)
-        ctx, hidden = self._context(c, z), self._hidden0(z)
-        prev = base.new_zeros(base.shape[0], base.shape[2])             # (B, D) start frame: the mean face
-        frames = []
-        for t in range(c.shape[1]):
-            o, hidden = self.gru((self.ar_prev(prev) + ctx[:, t]).unsqueeze(1), hidden)   # (B, 1, H)
-            prev = pin(self.ar_out(torch.cat([o[:, 0], c[:, t]], dim=-1)) + base[:, t])   # (B, D)
-            frames.append(prev)
-        return torch.stack(frames, dim=1)
+        return self._free_running(c, self._context(c, z), base, self._hidden0(z), pin)

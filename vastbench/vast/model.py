@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 
 # Bumped whenever the same config builds a different network (cache keys of trained models include it).
 # 2: the prompt-statistics skip (VastConfig.stats_skip).
-MODEL_VERSION = 2
+# 3: articulator spread, exact statistics transfer, free-running scheduled sampling.
+MODEL_VERSION = 3
 
 
 class VastModel(nn.Module):
@@ -53,11 +54,18 @@ class VastModel(nn.Module):
         self.register_buffer("x_std", torch.ones(D))
         self.register_buffer("rest", torch.zeros(D))          # standardized rest face (silence rule)
         self.register_buffer("skip_idx", torch.tensor(cfg.skip_channels, dtype=torch.long), persistent=False)
-        if cfg.skip_channels:
+        if cfg.skip_channels and not cfg.stats_match:
             # How much of the prompt's mean each skip channel passes on, and the exponent of its spread
             # (learned; both start at 1: the output starts as the prompt's mean and spread).
             self.skip_gain = nn.Parameter(torch.ones(len(cfg.skip_channels)))
             self.skip_spread = nn.Parameter(torch.ones(len(cfg.skip_channels)))
+        self.register_buffer("spread_idx", torch.tensor(cfg.spread_channels, dtype=torch.long), persistent=False)
+        if cfg.spread_channels and not cfg.stats_match:
+            self.art_spread = nn.Parameter(torch.ones(len(cfg.spread_channels)))
+        kinds = torch.zeros(D, dtype=torch.long)          # 0: left alone, 1: mean + spread, 2: spread only
+        kinds[list(cfg.skip_channels)] = 1
+        kinds[list(cfg.spread_channels)] = 2
+        self.register_buffer("match_kind", kinds, persistent=False)
         weights = torch.ones(D)
         weights[list(cfg.mouth_channels)] = cfg.mouth_weight
         self.register_buffer("channel_weight", weights, persistent=False)
@@ -104,11 +112,17 @@ class VastModel(nn.Module):
             return z
         keep = prompt_mask.unsqueeze(-1).to(z.dtype)                                          # (B, Tp, 1)
         n = keep.sum(1).clamp_min(1.0)                                                         # (B, 1)
-        norm = self.normalize(prompt, prompt_mask)[..., self.skip_idx].to(z.dtype)            # (B, Tp, M)
-        mean = (norm * keep).sum(1) / n                                                        # (B, M)
-        var = (((norm - mean.unsqueeze(1)) ** 2) * keep).sum(1) / n
-        log_spread = 0.5 * torch.log(var.clamp_min(self.SPREAD_FLOOR ** 2))                   # (B, M)
-        return torch.cat([z, mean, log_spread], dim=-1)
+        def stats(idx):
+            norm = self.normalize(prompt, prompt_mask)[..., idx].to(z.dtype)                  # (B, Tp, M)
+            mean = (norm * keep).sum(1) / n                                                    # (B, M)
+            var = (((norm - mean.unsqueeze(1)) ** 2) * keep).sum(1) / n
+            return mean, 0.5 * torch.log(var.clamp_min(self.SPREAD_FLOOR ** 2))               # (B, M) each
+
+        mean, log_spread = stats(self.skip_idx)
+        parts = [z, mean, log_spread]
+        if self.cfg.spread_channels:
+            parts.append(stats(self.spread_idx)[1])                                            # (B, A)
+        return torch.cat(parts, dim=-1)
 
     def affine(self, code: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, C) -> offset, scale (B, D) each, standardized: data = offset + scale * decoder units.
@@ -121,9 +135,36 @@ class VastModel(nn.Module):
             return off, scale
         M = len(self.cfg.skip_channels)
         mean, log_spread = code[:, Z:Z + M], code[:, Z + M:Z + 2 * M]
-        off = off.index_copy(1, self.skip_idx, mean * self.skip_gain.to(code.dtype))
-        scale = scale.index_copy(1, self.skip_idx, torch.exp(log_spread * self.skip_spread.to(code.dtype)))
+        exact = self.cfg.stats_match  # exact transfer: gain and exponent 1, not learned
+        off = off.index_copy(1, self.skip_idx, mean if exact else mean * self.skip_gain.to(code.dtype))
+        scale = scale.index_copy(1, self.skip_idx,
+                                 torch.exp(log_spread if exact else log_spread * self.skip_spread.to(code.dtype)))
+        if self.cfg.spread_channels:
+            art = code[:, Z + 2 * M:Z + 2 * M + len(self.cfg.spread_channels)]
+            scale = scale.index_copy(1, self.spread_idx,
+                                     torch.exp(art if exact else art * self.art_spread.to(code.dtype)))
         return off, scale
+
+    MATCH_FLOOR = 0.05   # decoder units: a (nearly) still output channel is amplified at most 20x
+
+    def match_stats(self, local: torch.Tensor, mask: torch.Tensor, hold: torch.Tensor | None = None) -> torch.Tensor:
+        """``stats_match``: (B, T, D) decoder units -> the same, standardized over the valid frames of each sequence:
+        skip channels to mean 0 and spread 1, spread channels to spread 1 (their mean kept); channels pinned by
+        ``hold`` (B, D) and padding are left as they are.  After ``affine`` the output then has exactly the
+        prompt's mean and spread (AdaIN over time, Huang & Belongie 2017)."""
+        if not (self.cfg.stats_match and (self.cfg.skip_channels or self.cfg.spread_channels)):
+            return local
+        valid = mask.unsqueeze(-1).to(local.dtype)                                             # (B, T, 1)
+        n = valid.sum(1, keepdim=True).clamp_min(1.0)                                          # (B, 1, 1)
+        mu = (local * valid).sum(1, keepdim=True) / n                                          # (B, 1, D)
+        sd = ((((local - mu) ** 2) * valid).sum(1, keepdim=True) / n + 1e-12).sqrt().clamp_min(self.MATCH_FLOOR)
+        centred = (local - mu) / sd
+        kind = self.match_kind.view(1, 1, -1)
+        out = torch.where(kind == 1, centred, torch.where(kind == 2, mu + centred, local))
+        keep = ~mask.unsqueeze(-1)
+        if hold is not None:
+            keep = keep | hold.unsqueeze(1)
+        return torch.where(keep, local, out)
 
     # ------------------------------------------------------------------ training
     def forward(self, batch: dict, ss_prob: float = 0.0,
@@ -146,7 +187,8 @@ class VastModel(nn.Module):
         # The decoder models the target in the prompt's own units (centred on its mean, in its spread).
         local = torch.where(mask.unsqueeze(-1), (target - off) / scale, torch.zeros_like(target))
         noise = self.cfg.ar_input_noise if self.training else 0.0
-        pred = self.decoder(batch["ppg"], mask, code, local, ss_prob, noise) * scale + off     # (B, T, D)
+        pred = self.decoder(batch["ppg"], mask, code, local, ss_prob, noise)                   # (B, T, D)
+        pred = self.match_stats(pred, mask) * scale + off
         return self.denormalize(pred), {"pred": pred, "target": target, "style": style}
 
     def beta(self, step: int) -> float:
@@ -254,6 +296,7 @@ class VastModel(nn.Module):
             off, scale = self.affine(z)                                                          # (B, D) each
             out = self.decoder.generate(ppg.to(self.device), mask.to(self.device), z, hold.to(self.device),
                                         (self.rest - off) / scale)
+            out = self.match_stats(out, mask.to(self.device), hold.to(self.device))
             out = out * scale.unsqueeze(1) + off.unsqueeze(1)
             out = self.denormalize(out).float().cpu()
         finally:
