@@ -65,12 +65,12 @@ class VastConfig:
     stats_skip: bool = True
     articulators: tuple[int, ...] = (0, 1, 2, 5)   # jaw, round, stretch, press: their mean follows the words
     # The articulators' amplitude is style too (a reserved speaker opens the jaw less): with this on, their
-    # prompt spread joins the code and scales their output (spread-only skip: no mean carried over).
+    # prompt spread joins the code and scales their output (spread only, to a learned exponent: no mean).
     articulator_spread: bool = True
     # Exact statistics transfer (AdaIN on the output, over time): the decoder's output is standardized over the
-    # generated frames, then every skip channel takes the prompt's mean and spread and every spread channel the
-    # prompt's spread (its own mean kept).  Without it the learned skip passes the prompt's statistics on only
-    # approximately, and for a style never seen in training it falls back to the nearest training style.
+    # generated frames, then every skip channel takes exactly the prompt's mean and spread.  Without it the
+    # learned skip passes the prompt's statistics on only approximately, and for a style never seen in training
+    # it falls back to the nearest training style.  The articulators are not forced (docs/vast.md).
     stats_match: bool = True
 
     # ---- loss (Eq. 7)

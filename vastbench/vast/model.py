@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 # Bumped whenever the same config builds a different network (cache keys of trained models include it).
 # 2: the prompt-statistics skip (VastConfig.stats_skip).
 # 3: articulator spread, exact statistics transfer, free-running scheduled sampling.
-MODEL_VERSION = 3
+# 4: the articulators' spread is no longer forced by the exact transfer (learned exponent).
+MODEL_VERSION = 4
 
 
 class VastModel(nn.Module):
@@ -60,12 +61,11 @@ class VastModel(nn.Module):
             self.skip_gain = nn.Parameter(torch.ones(len(cfg.skip_channels)))
             self.skip_spread = nn.Parameter(torch.ones(len(cfg.skip_channels)))
         self.register_buffer("spread_idx", torch.tensor(cfg.spread_channels, dtype=torch.long), persistent=False)
-        if cfg.spread_channels and not cfg.stats_match:
+        if cfg.spread_channels:
             self.art_spread = nn.Parameter(torch.ones(len(cfg.spread_channels)))
-        kinds = torch.zeros(D, dtype=torch.long)          # 0: left alone, 1: mean + spread, 2: spread only
-        kinds[list(cfg.skip_channels)] = 1
-        kinds[list(cfg.spread_channels)] = 2
-        self.register_buffer("match_kind", kinds, persistent=False)
+        matched = torch.zeros(D, dtype=torch.bool)         # channels standardized by match_stats
+        matched[list(cfg.skip_channels)] = True
+        self.register_buffer("matched", matched, persistent=False)
         weights = torch.ones(D)
         weights[list(cfg.mouth_channels)] = cfg.mouth_weight
         self.register_buffer("channel_weight", weights, persistent=False)
@@ -135,32 +135,30 @@ class VastModel(nn.Module):
             return off, scale
         M = len(self.cfg.skip_channels)
         mean, log_spread = code[:, Z:Z + M], code[:, Z + M:Z + 2 * M]
-        exact = self.cfg.stats_match  # exact transfer: gain and exponent 1, not learned
+        exact = self.cfg.stats_match  # exact transfer: gain and exponent 1, not learned (articulators: learned)
         off = off.index_copy(1, self.skip_idx, mean if exact else mean * self.skip_gain.to(code.dtype))
         scale = scale.index_copy(1, self.skip_idx,
                                  torch.exp(log_spread if exact else log_spread * self.skip_spread.to(code.dtype)))
         if self.cfg.spread_channels:
             art = code[:, Z + 2 * M:Z + 2 * M + len(self.cfg.spread_channels)]
-            scale = scale.index_copy(1, self.spread_idx,
-                                     torch.exp(art if exact else art * self.art_spread.to(code.dtype)))
+            scale = scale.index_copy(1, self.spread_idx, torch.exp(art * self.art_spread.to(code.dtype)))
         return off, scale
 
     MATCH_FLOOR = 0.05   # decoder units: a (nearly) still output channel is amplified at most 20x
 
     def match_stats(self, local: torch.Tensor, mask: torch.Tensor, hold: torch.Tensor | None = None) -> torch.Tensor:
-        """``stats_match``: (B, T, D) decoder units -> the same, standardized over the valid frames of each sequence:
-        skip channels to mean 0 and spread 1, spread channels to spread 1 (their mean kept); channels pinned by
-        ``hold`` (B, D) and padding are left as they are.  After ``affine`` the output then has exactly the
-        prompt's mean and spread (AdaIN over time, Huang & Belongie 2017)."""
-        if not (self.cfg.stats_match and (self.cfg.skip_channels or self.cfg.spread_channels)):
+        """``stats_match``: (B, T, D) decoder units -> the same, with every skip channel standardized over the valid
+        frames of its sequence (mean 0, spread 1); the articulators, channels pinned by ``hold`` (B, D) and padding
+        are left as they are.  After ``affine`` a skip channel then has exactly the prompt's mean and spread (AdaIN
+        over time, Huang & Belongie 2017).  The articulators' spread is not forced: how far the jaw opens depends
+        on the words as well as the style (measured: forcing it cost lip sync, docs/vast.md)."""
+        if not (self.cfg.stats_match and self.cfg.skip_channels):
             return local
         valid = mask.unsqueeze(-1).to(local.dtype)                                             # (B, T, 1)
         n = valid.sum(1, keepdim=True).clamp_min(1.0)                                          # (B, 1, 1)
         mu = (local * valid).sum(1, keepdim=True) / n                                          # (B, 1, D)
         sd = ((((local - mu) ** 2) * valid).sum(1, keepdim=True) / n + 1e-12).sqrt().clamp_min(self.MATCH_FLOOR)
-        centred = (local - mu) / sd
-        kind = self.match_kind.view(1, 1, -1)
-        out = torch.where(kind == 1, centred, torch.where(kind == 2, mu + centred, local))
+        out = torch.where(self.matched.view(1, 1, -1), (local - mu) / sd, local)
         keep = ~mask.unsqueeze(-1)
         if hold is not None:
             keep = keep | hold.unsqueeze(1)
