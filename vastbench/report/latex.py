@@ -73,7 +73,10 @@ def metric_table(summary: dict, metrics, cfg) -> str:
     notes = [f"Mean $\\pm$ half-width of the {ci}\\% bootstrap CI over clips "
              f"({summary.get('bootstrap', 0)} resamples)."]
     if failed:
-        notes.append(f"{failed} clip(s) failed and are excluded (see errors.jsonl).")
+        per_system = [f"{tex_escape(label)} {s['n_failed']}" for label, s in summary["systems"].items()
+                      if s.get("n_failed")]
+        notes.append(f"{failed} clip(s) failed and are excluded"
+                     + (f" ({', '.join(per_system)})" if per_system else "") + " (see errors.jsonl).")
     notes.extend(tex_escape(n) for n in summary.get("notes", []))
     spec = "l" + "c" * len(cols)
     caption = tex_escape(cfg.report.title or f"Objective metrics, suite {cfg.name} (v{cfg.version}).")
