@@ -211,6 +211,28 @@ def test_output_takes_the_prompts_statistics_exactly():
                            rtol=1e-3)
 
 
+@pytest.mark.parametrize("stats_match", [False, True])
+def test_a_batch_gradient_is_the_mean_of_its_halves(stats_match):
+    """No coupling between the rows of a batch (what data-parallel training relies on), with the per-sequence
+    statistics transfer on or off: the gradient of 4 sequences = the mean of the gradients of 2 + 2."""
+    from tests.distributed.ddp_common import CFG_OVERRIDES
+
+    cfg = tiny_config(**{**CFG_OVERRIDES, "stats_match": stats_match})
+    torch.manual_seed(0)
+    model = VastModel(cfg).train()
+    batch = random_batch(cfg, B=4, T=(24, 24, 24, 24), Tp=(30, 30, 30, 30))
+
+    def grads(b):
+        model.zero_grad()
+        model.loss(b, step=5)["loss"].backward()
+        return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+    halves = [{k: v[i:i + 2] if torch.is_tensor(v) and v.shape[:1] == (4,) else v for k, v in batch.items()}
+              for i in (0, 2)]
+    full, mean = grads(batch), (grads(halves[0]) + grads(halves[1])) / 2
+    assert float((full - mean).abs().max()) < 1e-5 * float(full.abs().max())
+
+
 @pytest.mark.parametrize("layers", [1, 2])
 def test_free_running_loop_equals_stepping_the_gru(layers):
     """The free-running loop (inference, and the no-grad pass of ss_mode="free") precomputes what does not
