@@ -12,7 +12,8 @@ divides by the untrained decoder's tiny output spread, which multiplies the summ
 (3e-6 relative instead of 3e-7) and Adam's first steps turn that into weight differences above this test's bound.
 """
 
-CFG_OVERRIDES = dict(stats_match=False, enhancer=False, dropout=0.0, ss_max=0.0, ar_input_noise=0.0, prompt_speech_dropout=0.0,
-                     window_min=24, window_max=24, batch_size=4, ckpt_every=1000, eval_every=1000)
+CFG_OVERRIDES = dict(stats_match=False, enhancer=False, dropout=0.0, ss_max=0.0, ar_input_noise=0.0,
+                     prompt_speech_dropout=0.0, window_min=24, window_max=24, batch_size=4, ckpt_every=1000,
+                     eval_every=1000)
 N_CLIPS = 12
 STEPS = 6

@@ -104,7 +104,7 @@ class VastConfig:
     ar_input_noise: float = 0.3         # std of noise on the fed-back frame (normalized units)
 
     # ---- training recipe
-    steps: int = 800                    # quick: ~95 s on two threads, ~120 s on one (benchmarks/bench_vast_train.py)
+    steps: int = 800                    # quick: 101-111 s on two threads (benchmarks/bench_vast_train.py)
     batch_size: int = 16
     lr: float = 2e-3
     lr_warmup: int = 100
@@ -148,7 +148,7 @@ class VastConfig:
         """Channels whose prompt spread (only) scales the output: the articulators, with ``articulator_spread``."""
         if not (self.style and self.stats_skip and self.articulator_spread):
             return ()
-        return tuple(c for c in self.articulators)
+        return self.articulators
 
     @property
     def code_dim(self) -> int:

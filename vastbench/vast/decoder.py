@@ -97,28 +97,13 @@ class HybridDecoder(nn.Module):
 
     def _free_running(self, c, ctx, base, hidden, pin=lambda y: y):
         # (B, T, d), (B, T, H), (B, T, D), (L, B, H) -> (B, T, D), each frame fed the previous output.
-        # Everything that does not depend on the fed-back frame is computed for all frames before the loop:
-        # ar_out(o ++ c) = W_o o + (W_c c + b), and with one GRU layer its input projection of the context.
+        # ar_out(o ++ c) = W_o o + (W_c c + b): the part that does not depend on the loop is computed for all
+        # frames at once.
         H = self.cfg.ar_hidden
         w_out_o, w_out_c = self.ar_out.weight[:, :H], self.ar_out.weight[:, H:]
         fixed = torch.nn.functional.linear(c, w_out_c, self.ar_out.bias) + base                  # (B, T, D)
         prev = base.new_zeros(base.shape[0], base.shape[2])             # (B, D) start frame: the mean face
         frames = []
-        if self.cfg.ar_layers == 1:
-            g = self.gru
-            w_prev = g.weight_ih_l0 @ self.ar_prev.weight                                        # (3H, D)
-            gi_fixed = torch.nn.functional.linear(ctx, g.weight_ih_l0, g.bias_ih_l0)             # (B, T, 3H)
-            h = hidden[0]
-            for t in range(c.shape[1]):
-                gi = gi_fixed[:, t] + prev @ w_prev.T                                            # (B, 3H)
-                gh = torch.nn.functional.linear(h, g.weight_hh_l0, g.bias_hh_l0)                 # (B, 3H)
-                i_r, i_z, i_n = gi.chunk(3, dim=-1)
-                h_r, h_z, h_n = gh.chunk(3, dim=-1)
-                r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
-                h = (1 - z) * torch.tanh(i_n + r * h_n) + z * h                                  # (B, H)
-                prev = pin(h @ w_out_o.T + fixed[:, t])                                          # (B, D)
-                frames.append(prev)
-            return torch.stack(frames, dim=1)
         for t in range(c.shape[1]):
             o, hidden = self.gru((self.ar_prev(prev) + ctx[:, t]).unsqueeze(1), hidden)   # (B, 1, H)
             prev = pin(o[:, 0] @ w_out_o.T + fixed[:, t])                                 # (B, D)

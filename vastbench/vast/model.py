@@ -113,8 +113,10 @@ class VastModel(nn.Module):
             return z
         keep = prompt_mask.unsqueeze(-1).to(z.dtype)                                          # (B, Tp, 1)
         n = keep.sum(1).clamp_min(1.0)                                                         # (B, 1)
+        standardized = self.normalize(prompt, prompt_mask).to(z.dtype)                        # (B, Tp, D)
+
         def stats(idx):
-            norm = self.normalize(prompt, prompt_mask)[..., idx].to(z.dtype)                  # (B, Tp, M)
+            norm = standardized[..., idx]                                                      # (B, Tp, M)
             mean = (norm * keep).sum(1) / n                                                    # (B, M)
             var = (((norm - mean.unsqueeze(1)) ** 2) * keep).sum(1) / n
             return mean, 0.5 * torch.log(var.clamp_min(self.SPREAD_FLOOR ** 2))               # (B, M) each
@@ -149,8 +151,8 @@ class VastModel(nn.Module):
 
     def match_stats(self, local: torch.Tensor, mask: torch.Tensor, hold: torch.Tensor | None = None) -> torch.Tensor:
         """``stats_match``: (B, T, D) decoder units -> the same, with every skip channel standardized over the valid
-        frames of its sequence (mean 0, spread 1, the spread from the mean absolute deviation); the articulators, channels pinned by ``hold`` (B, D) and padding
-        are left as they are.  After ``affine`` a skip channel then has exactly the prompt's mean and spread (AdaIN
+        frames of its sequence (mean 0, spread 1, the spread from the mean absolute deviation); the articulators,
+        channels pinned by ``hold`` (B, D) and padding are left as they are.  After ``affine`` a skip channel then has exactly the prompt's mean and spread (AdaIN
         over time, Huang & Belongie 2017).  The articulators' spread is not forced: how far the jaw opens depends
         on the words as well as the style (measured: forcing it cost lip sync, docs/vast.md)."""
         if not (self.cfg.stats_match and self.cfg.skip_channels):
