@@ -64,7 +64,7 @@ class StyleAwareBlock(nn.Module):
         super().__init__()
         d = cfg.d_model
         self.ln1 = nn.LayerNorm(d)
-        self.attn = SelfAttention(d, cfg.n_heads, cfg.dropout)
+        self.attn = SelfAttention(d, cfg.n_heads, cfg.attn_dropout)
         self.ln2 = nn.LayerNorm(d)
         self.ffn = DynamicFFN(d, cfg.ff_mult * d, cfg.code_dim)
         self.drop = nn.Dropout(cfg.dropout)

@@ -176,6 +176,11 @@ def test_prompt_statistics_skip_puts_the_output_in_the_prompts_units():
     old = {k: v for k, v in cfg.to_dict().items() if k not in ("articulator_spread", "stats_match", "ss_mode")}
     before = type(cfg).from_dict(old)
     assert (before.spread_channels, before.stats_match, before.ss_mode) == ((), False, "parallel")
+    # attention-weight dropout was the residual dropout before it had its own switch
+    old = {k: v for k, v in cfg.replace(dropout=0.25).to_dict().items() if k != "attn_dropout"}
+    assert type(cfg).from_dict(old).attn_dropout == 0.25
+    blocks = VastModel(type(cfg).from_dict(old)).style_encoder.transformer.blocks
+    assert blocks[0].attn.dropout == 0.25 and VastModel(cfg).style_encoder.transformer.blocks[0].attn.dropout == 0.0
     _one_line_error(lambda: cfg.replace(ss_mode="sometimes"), "ss_mode 'sometimes' is not one of")
 
 

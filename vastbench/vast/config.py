@@ -42,7 +42,10 @@ class VastConfig:
     d_model: int = 64
     n_heads: int = 4
     ff_mult: int = 2
-    dropout: float = 0.1
+    dropout: float = 0.1                # residual and feed-forward dropout
+    # Dropout on the attention weights.  Off: on a CPU it was a third of a training step (one random number
+    # per query-key pair; measured in docs/vast.md), and the residual dropout regularizes enough here.
+    attn_dropout: float = 0.0
     style_layers: int = 2
     style_dim: int = 64                 # S: pooled style feature
     content_layers: int = 2
@@ -173,7 +176,7 @@ class VastConfig:
             raise VastbenchError(f"unknown VAST config key '{unknown[0]}'{did_you_mean(unknown[0], known)}")
         # Checkpoints written before a switch existed were trained without it.
         for key, before in (("stats_skip", False), ("articulator_spread", False), ("stats_match", False),
-                            ("ss_mode", "parallel")):
+                            ("ss_mode", "parallel"), ("attn_dropout", d.get("dropout", cls.dropout))):
             if key not in d:
                 d = {**d, key: before}
         return cls(**d)

@@ -42,7 +42,8 @@ class ContentEncoder(nn.Module):
             nn.Conv1d(d, d, kernel_size=k, stride=k), nn.GELU(),      # 100 Hz -> 25 fps
         )
         self.style = nn.Linear(cfg.code_dim, d)
-        self.transformer = Transformer(d, cfg.n_heads, cfg.content_layers, cfg.ff_mult, cfg.dropout)
+        self.transformer = Transformer(d, cfg.n_heads, cfg.content_layers, cfg.ff_mult, cfg.dropout,
+                                       cfg.attn_dropout)
         self.window = cfg.content_window
 
     def forward(self, ppg: torch.Tensor, mask: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

@@ -50,12 +50,13 @@ class SelfAttention(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block (as in nanoGPT)."""
+    """Pre-norm transformer block (as in nanoGPT).  ``attn_dropout``: dropout on the attention weights
+    (default: ``dropout``)."""
 
-    def __init__(self, d: int, n_heads: int, ff_mult: int, dropout: float):
+    def __init__(self, d: int, n_heads: int, ff_mult: int, dropout: float, attn_dropout: float | None = None):
         super().__init__()
         self.ln1 = nn.LayerNorm(d)
-        self.attn = SelfAttention(d, n_heads, dropout)
+        self.attn = SelfAttention(d, n_heads, dropout if attn_dropout is None else attn_dropout)
         self.ln2 = nn.LayerNorm(d)
         self.mlp = nn.Sequential(nn.Linear(d, ff_mult * d), nn.GELU(), nn.Linear(ff_mult * d, d), nn.Dropout(dropout))
         self.drop = nn.Dropout(dropout)
@@ -68,9 +69,10 @@ class Block(nn.Module):
 class Transformer(nn.Module):
     """A stack of blocks + final LayerNorm; attention restricted by ``allowed``."""
 
-    def __init__(self, d: int, n_heads: int, n_layers: int, ff_mult: int, dropout: float):
+    def __init__(self, d: int, n_heads: int, n_layers: int, ff_mult: int, dropout: float,
+                 attn_dropout: float | None = None):
         super().__init__()
-        self.blocks = nn.ModuleList(Block(d, n_heads, ff_mult, dropout) for _ in range(n_layers))
+        self.blocks = nn.ModuleList(Block(d, n_heads, ff_mult, dropout, attn_dropout) for _ in range(n_layers))
         self.ln_f = nn.LayerNorm(d)
 
     def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,8 @@ class StyleEncoder(nn.Module):
         d = cfg.d_model
         self.conv1 = nn.Conv1d(cfg.out_dim, d, kernel_size=5, padding=2)
         self.conv2 = nn.Conv1d(d, d, kernel_size=5, padding=2)
-        self.transformer = Transformer(d, cfg.n_heads, cfg.style_layers, cfg.ff_mult, cfg.dropout)
+        self.transformer = Transformer(d, cfg.n_heads, cfg.style_layers, cfg.ff_mult, cfg.dropout,
+                                       cfg.attn_dropout)
         self.score = nn.Linear(d, 1)       # attention pooling: one weight per frame
         self.out = nn.Linear(d, cfg.style_dim)
 
