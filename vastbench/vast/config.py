@@ -107,7 +107,7 @@ class VastConfig:
     ar_input_noise: float = 0.3         # std of noise on the fed-back frame (normalized units)
 
     # ---- training recipe
-    steps: int = 800                    # quick: 101-111 s on two threads (benchmarks/bench_vast_train.py)
+    steps: int = 800                    # quick: 88-94 s on one thread (benchmarks/bench_vast_train.py)
     batch_size: int = 16
     lr: float = 2e-3
     lr_warmup: int = 100
