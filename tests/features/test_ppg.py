@@ -69,3 +69,24 @@ def test_accuracy_on_unseen_speakers(synthtalk_quick):
     res = ppg.evaluate_recognizer(_recognizer(), synthtalk_quick)
     print(f"PPG frame accuracy on unseen speakers: {res['frame_accuracy']:.3f}")
     assert res["frame_accuracy"] >= 0.80
+
+
+def test_posteriors_do_not_depend_on_the_process_thread_count():
+    """A matmul's rounding depends on how many threads split it; extraction pins one thread, so a dataset
+    built by a 1-thread process and by a 2-thread process has bit-identical features (and restores the
+    caller's thread count)."""
+    import torch
+
+    rec = _recognizer()
+    audio = np.random.default_rng(3).standard_normal(16000 * 3).astype(np.float32) * 0.1
+    before = torch.get_num_threads()
+    try:
+        outs = []
+        for n in (1, 2, 4):
+            torch.set_num_threads(n)
+            outs.append(rec.posteriors(audio, 75))
+            assert torch.get_num_threads() == n
+    finally:
+        torch.set_num_threads(before)
+    for other in outs[1:]:
+        np.testing.assert_array_equal(outs[0], other)

@@ -114,8 +114,12 @@ class PPGRecognizer:
     def posteriors(self, audio: np.ndarray, n_frames: int) -> np.ndarray:
         import torch
 
+        from vastbench.torchutil import torch_threads
+
         feat = torch.from_numpy(log_mel(audio, n_frames).T[None])  # (1, 40, 4T)
-        with torch.no_grad():
+        # One thread whatever the process uses, so a dataset's features do not depend on the thread
+        # count of the process that first extracted them (the network is small: a few ms per clip).
+        with torch.no_grad(), torch_threads(1):
             logits = self.model(feat)[0].T                           # (4T, P)
         return torch.softmax(logits, dim=-1).numpy().astype(np.float32)
 
