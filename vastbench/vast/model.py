@@ -148,13 +148,15 @@ class VastModel(nn.Module):
         return off, scale
 
     MATCH_FLOOR = 0.05   # decoder units: a (nearly) still output channel is amplified at most 20x
+    MAD_TO_STD = 1.2533  # sqrt(pi / 2): mean absolute deviation -> std, for a Gaussian
 
     def match_stats(self, local: torch.Tensor, mask: torch.Tensor, hold: torch.Tensor | None = None) -> torch.Tensor:
         """``stats_match``: (B, T, D) decoder units -> the same, with every skip channel standardized over the valid
         frames of its sequence (mean 0, spread 1, the spread from the mean absolute deviation); the articulators,
-        channels pinned by ``hold`` (B, D) and padding are left as they are.  After ``affine`` a skip channel then has exactly the prompt's mean and spread (AdaIN
-        over time, Huang & Belongie 2017).  The articulators' spread is not forced: how far the jaw opens depends
-        on the words as well as the style (measured: forcing it cost lip sync, docs/vast.md)."""
+        channels pinned by ``hold`` (B, D) and padding are left as they are.  After ``affine`` a skip channel then
+        has exactly the prompt's mean and spread (AdaIN over time, Huang & Belongie 2017).  The articulators' spread
+        is not forced: how far the jaw opens depends on the words as well as the style (measured: forcing it cost
+        lip sync, docs/vast.md)."""
         if not (self.cfg.stats_match and self.cfg.skip_channels):
             return local
         valid = mask.unsqueeze(-1).to(local.dtype)                                             # (B, T, 1)
@@ -164,7 +166,7 @@ class VastModel(nn.Module):
         # with the std, L1 training found it cheapest to put the spread it is forced to have into one spike (a
         # spike adds to the std quadratically, to the L1 error only linearly) -- a jump in the first two frames
         # of every clip (|z| 5.9).  With the mean deviation a spike buys no spread for free (|z| 2.6).
-        sd = (1.2533 * ((local - mu).abs() * valid).sum(1, keepdim=True) / n).clamp_min(self.MATCH_FLOOR)
+        sd = (self.MAD_TO_STD * ((local - mu).abs() * valid).sum(1, keepdim=True) / n).clamp_min(self.MATCH_FLOOR)
         out = torch.where(self.matched.view(1, 1, -1), (local - mu) / sd, local)
         keep = ~mask.unsqueeze(-1)
         if hold is not None:
