@@ -449,7 +449,7 @@ def test_metrics_on_an_ingested_dataset_capture_through_mediapipe(ingested, tmp_
                                                                        MOUTH_VERTICES), list(range(60)))
     assert 0.2 < values["expr_std_mouth"] < 20 and values["expr_std_mouth"] == pytest.approx(truth, rel=0.2)
     # LSE's face boxes come from the same capture.
-    lm = sample.cache["generated_landmarks2d"]
+    lm = sample.cache["generated_capture_mediapipe"]["landmarks2d"]
     assert lm.shape == (clip.n_frames, 68, 2) and np.abs(lm - np.load(clip.path("features"))["landmarks2d"]).mean() < 3
 
     # Another speaker's clip as the style prompt: a cosine below 1.

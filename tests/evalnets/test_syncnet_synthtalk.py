@@ -91,6 +91,36 @@ def test_lse_recovers_a_shift_and_ranks_ground_truth_first(synthtalk_quick, ship
     assert fast[0] == gt and fast[3] == late
 
 
+def test_lse_metric_crops_do_not_depend_on_other_metrics(synthtalk_quick, shipped):
+    """The metric's crops follow its ``crops`` argument alone (version 1 used face-capture landmarks only
+    when a capture metric had run on the sample first, so the suite's metric order changed LSE)."""
+    from vastbench.data.requests import Request
+    from vastbench.evalnets.face_capture import capture_sample
+    from vastbench.metrics.base import EvalSample
+    from vastbench.metrics.landmarks import MLMD
+
+    clip = synthtalk_quick[TEST_CLIPS[1]]
+    req = Request("r0", clip.identity, clip.clip_id, clip.clip_id, clip.clip_id, 0, clip.clip_id)
+
+    def fresh() -> EvalSample:
+        return EvalSample(request=req, generated=clip.path("video"), reference=clip.path("video"))
+
+    alone = L.LSED()(fresh())
+    after = fresh()
+    MLMD()(after)
+    assert L.LSED()(after) == alone
+    video = media.read_video(clip.path("video"))
+    landmarks = capture_sample(fresh(), "generated")["landmarks2d"]
+    assert alone == pytest.approx(L.lse_result(video.frames, video.audio, landmarks=landmarks, model=shipped).lse_d,
+                                  abs=1e-5)
+    centre = L.LSED(crops="centre")
+    assert centre(fresh()) == pytest.approx(L.lse_result(video.frames, video.audio, model=shipped).lse_d, abs=1e-5)
+    assert "face-capture landmarks" in L.LSED().footnote and "centred" in centre.footnote
+    assert L.LSED().describe()["crops"] == "face" and L.LSED.version == "2"
+    with pytest.raises(Exception, match="crops must be"):
+        L.LSED(crops="mouth")
+
+
 def test_evaluation_with_face_capture_crops(synthtalk_quick, shipped):
     clips = [synthtalk_quick[TEST_CLIPS[1]]]
     report = T.evaluate_items(shipped, T.clip_items(clips, kinds=("landmarks",)), shifts=(-3, 2))

@@ -81,6 +81,5 @@ def test_three_frame_clip_is_a_clear_style_error(clips, tmp_path):
 def test_capture_is_shared_through_the_cache(clips):
     s = sample(clips, "id00_emphatic_02", "id09_emphatic_00")
     StyleSim()(s)
-    assert {"generated_capture", "prompt_capture", "generated_landmarks2d"} <= set(s.cache)
-    assert s.cache["generated_landmarks2d"].shape[1:] == (68, 2)
-    np.testing.assert_array_equal(s.cache["generated_landmarks2d"], s.cache["generated_capture"]["landmarks2d"])
+    assert {"generated_capture", "prompt_capture"} <= set(s.cache)
+    assert s.cache["generated_capture"]["landmarks2d"].shape[1:] == (68, 2)

@@ -273,9 +273,7 @@ def capture_sample(sample: Any, role: str, capture: Any = None) -> dict[str, np.
     ``role`` is ``generated``, ``reference`` or ``prompt``; ``capture`` is the dataset's
     capture (:func:`capture_for`; a :class:`FaceCapture` network also works), by default
     the shipped network.  Results live in ``sample.cache[f"{role}_capture"]`` (with the
-    capture's kind appended when it is not the shipped one); the generated clip's
-    landmarks are also put in ``sample.cache["generated_landmarks2d"]``, where LSE
-    looks for face boxes.
+    capture's kind appended when it is not the shipped one).
     """
     if capture is None:
         capture = SHIPPED
@@ -298,8 +296,6 @@ def capture_sample(sample: Any, role: str, capture: Any = None) -> dict[str, np.
         raise ValueError(f"unknown role {role!r}")
     out = capture.capture(sample, role, Path(path))
     sample.cache[key] = out
-    if role == "generated":
-        sample.cache.setdefault("generated_landmarks2d", out["landmarks2d"])
     return out
 
 

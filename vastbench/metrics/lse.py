@@ -69,7 +69,7 @@ import torch.nn.functional as F
 from vastbench import media
 from vastbench.errors import VastbenchError
 from vastbench.features.mfcc import SAMPLES_PER_VIDEO_FRAME, mfcc_for_video
-from vastbench.metrics.base import AUDIO, EvalSample, Metric
+from vastbench.metrics.base import AUDIO, CaptureMetric, EvalSample, Metric
 from vastbench.metrics.syncnet import (IMAGE_SIZE, MFCC_WINDOW, WINDOW_FRAMES, SyncNetModel,
                                        load_syncnet)
 from vastbench.paths import cache_dir
@@ -83,7 +83,6 @@ CROP_SCALE = 0.40
 SMOOTH_KERNEL = 13
 PAD_VALUE = 110
 MIN_FRAMES = 7   # five per window plus the official off-by-one, and a median filter that sees real boxes
-LANDMARKS_CACHE_KEY = "generated_landmarks2d"  # EvalSample.cache entry (T, L, 2) for the generated clip
 
 NoFace = Literal["centre", "error"]
 
@@ -343,50 +342,68 @@ def describe_weights(path: Path) -> tuple[str, str]:
 
 
 # --------------------------------------------------------------------------- metrics
-class _LSE(Metric):
-    """Shared computation: LSE-D and LSE-C of a clip come from one SyncNet pass (``sample.cache``)."""
+class _LSE(CaptureMetric):
+    """Shared computation: LSE-D and LSE-C of a clip come from one SyncNet pass (``sample.cache``).
+
+    ``crops="face"`` (the default) crops every clip in the official geometry from the generated
+    clip's own landmarks, captured by the dataset's face capture (the shipped SynthTalk network, or
+    MediaPipe on ingested data; shared with the other capture metrics through ``sample.cache``).  A
+    clip where no face is found is a per-clip error.  ``crops="centre"`` skips face capture and
+    takes the largest centred square of every frame (right only for centred face crops such as
+    SynthTalk's).  Either way the value of a clip depends only on the clip and these arguments,
+    never on which other metrics ran before.
+    """
 
     needs = frozenset({AUDIO})  # the driving wav, used only when the clip has no audio track
-    version = "1"
+    # 2: crops always follow ``crops``.  Version 1 used landmarks only when another capture metric
+    # had run on the sample first, so its values depended on the order of the metrics.
+    version = "2"
 
-    def __init__(self, weights: str | Path | None = None, no_face: NoFace = "centre",
+    def __init__(self, weights: str | Path | None = None, crops: Literal["face", "centre"] = "face",
                  audio_source: Literal["clip", "driving"] = "clip", crop_scale: float = CROP_SCALE,
                  device: str | None = None, weights_label: str | None = None):
         if audio_source not in ("clip", "driving"):
             raise VastbenchError(f"audio_source must be 'clip' or 'driving', got {audio_source!r}")
+        if crops not in ("face", "centre"):
+            raise VastbenchError(f"crops must be 'face' (from face-capture landmarks) or 'centre', got {crops!r}")
         self.weights = resolve_weights(weights)
         if not self.weights.is_file():
             load_syncnet(self.weights)  # the one-line "not found" error, before any clip is evaluated
-        self.no_face, self.audio_source, self.crop_scale, self.device = no_face, audio_source, crop_scale, device
+        self.crops, self.audio_source, self.crop_scale, self.device = crops, audio_source, crop_scale, device
         self.weights_kind, default_label = describe_weights(self.weights)
         self.weights_label = weights_label or default_label
 
     @property
     def footnote(self) -> str:
-        crop = "face crops from landmarks (official crop_video geometry), centred crops without landmarks"
+        if self.crops == "face":
+            crop = f"face crops in the official crop_video geometry from {self.capture_kind} face-capture landmarks"
+        else:
+            crop = "centred square crops (no face capture)"
         if self.weights_kind == "official":
             return f"LSE-D/LSE-C with the official SyncNet weights (syncnet_v2.model); {crop}."
         return (f"LSE-D/LSE-C with {self.weights_label}, not the official SyncNet: not comparable "
                 f"to published LSE numbers; {crop}.")
 
     def describe(self) -> dict:
-        return {**super().describe(), "weights": self.weights_label, "weights_kind": self.weights_kind,
+        d = super().describe() if self.crops == "face" else Metric.describe(self)
+        return {**d, "weights": self.weights_label, "weights_kind": self.weights_kind,
                 "weights_path": str(self.weights), "weights_sha256": weights_sha256(self.weights),
-                "vshift": VSHIFT, "crop_scale": self.crop_scale, "no_face": self.no_face,
+                "vshift": VSHIFT, "crop_scale": self.crop_scale, "crops": self.crops,
                 "audio_source": self.audio_source, "footnote": self.footnote}
 
     def result(self, sample: EvalSample) -> LSEResult:
-        key = ("lse", weights_sha256(self.weights), self.no_face, self.audio_source, self.crop_scale)
+        key = ("lse", weights_sha256(self.weights), self.crops, self.capture_kind if self.crops == "face" else None,
+               self.audio_source, self.crop_scale)
         if key not in sample.cache:
+            landmarks = self.captured(sample, "generated")["landmarks2d"] if self.crops == "face" else None
             video = sample.generated_video
             audio = video.audio
             if self.audio_source == "driving" or audio is None or audio.size == 0:
                 if sample.audio is None:
                     raise VastbenchError(f"{sample.generated}: no audio track and no driving audio to measure lip sync against")
                 audio, _ = media.read_wav(sample.audio)
-            sample.cache[key] = lse_result(video.frames, audio, landmarks=sample.cache.get(LANDMARKS_CACHE_KEY),
-                                           model=cached_model(self.weights, self.device), no_face=self.no_face,
-                                           crop_scale=self.crop_scale)
+            sample.cache[key] = lse_result(video.frames, audio, landmarks=landmarks,
+                                           model=cached_model(self.weights, self.device), crop_scale=self.crop_scale)
         return sample.cache[key]
 
 
