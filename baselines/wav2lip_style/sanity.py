@@ -1,10 +1,13 @@
 """Sanity numbers and the frame grid of the README: does the baseline move its mouths with the speech?
 
-    python -m baselines.wav2lip_style.sanity            # SynthTalk quick, 16 test requests
+    python -m baselines.wav2lip_style.sanity                 # SynthTalk quick, 16 test requests
+    python -m baselines.wav2lip_style.sanity --identity id03 # the comparison suite's 8 requests
 
 Trains the quick preset through the Generator (or finds it in the cache, where a suite run would put
-it), generates the test requests with ``wav2lip_style`` and the ``static`` control, and measures,
-with the frozen face-capture network (the same for every video):
+it), generates the test requests with ``wav2lip_style``, the ``static`` control and, when the model
+pastes a box (``quick``), ``truth_in_box`` -- the same looped frames with the ground truth's box
+pasted in: the ceiling of this inference pipeline -- and measures, with the frozen face-capture
+network (the same for every video):
 
 - ``jaw_corr``: Pearson correlation over frames of the captured jaw opening of the output with that of
   the ground truth (1 = the mouth opens exactly when the real one does; static and a looped reference
@@ -45,8 +48,36 @@ def _lse_metrics():
         return None
 
 
+class TruthInBox:
+    """The ceiling of this baseline's inference: its looped reference frames with the *ground truth's*
+    paste box (the same box and feathering) in place of the generated one.
+
+    A perfect generator makes exactly this video, so its LSE is the best ``wav2lip_style`` can score
+    with the rest of its pipeline (looped head and upper face of another clip, a fixed box).
+    """
+
+    def __init__(self, manifest, cfg):
+        self.manifest, self.cfg = manifest, cfg
+
+    def generate_one(self, request, out_path: Path) -> None:
+        from vastbench import media
+        from vastbench.controls.controls import n_frames_for
+
+        from baselines.wav2lip_style.infer import paste_mask, ping_pong
+
+        m = self.manifest
+        reference = media.read_video(m[request.reference].path("video"), with_audio=False).frames
+        truth = media.read_video(m[request.ground_truth].path("video"), with_audio=False).frames
+        audio, sr = media.read_wav(m[request.driving].path("audio"))
+        n = min(n_frames_for(audio, sr), len(truth))
+        looped = reference[ping_pong(len(reference), n)].astype(np.float32)
+        alpha = paste_mask(self.cfg)[0].permute(1, 2, 0).numpy()          # (H, W, 1)
+        frames = alpha * truth[:n].astype(np.float32) + (1 - alpha) * looped
+        media.write_video(out_path, np.clip(np.rint(frames), 0, 255).astype(np.uint8), media.FPS, audio, sr)
+
+
 def run(out: Path, grid: Path | None, n_requests: int = 16, preset: str = "auto", config: dict | None = None,
-        device: str = "cpu", grid_requests: int = 4) -> dict:
+        device: str = "cpu", grid_requests: int = 4, identities: list[str] | None = None) -> dict:
     from vastbench import media
     from vastbench.config import DatasetConfig, RequestsConfig
     from vastbench.controls.controls import StaticFrame
@@ -70,8 +101,10 @@ def run(out: Path, grid: Path | None, n_requests: int = 16, preset: str = "auto"
     gen.prepare(Manifest(manifest.split("train"), manifest.path), work)
     prepare_s = time.perf_counter() - t
     extra = _train_info(gen)
-    requests = build_requests(manifest, RequestsConfig(split="test", limit=n_requests, seed=0))
+    requests = build_requests(manifest, RequestsConfig(split="test", limit=n_requests, seed=0, identities=identities))
     systems = {"wav2lip_style": gen, "static": StaticFrame("static", ctx)}
+    if gen.model().cfg.paste:
+        systems["truth_in_box"] = TruthInBox(manifest, gen.model().cfg)
     capture = load_shipped(device)
     mlmd, lse = MLMD(), _lse_metrics()
     rows: dict[str, list[dict]] = {k: [] for k in systems}
@@ -143,10 +176,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--preset", default="auto")
     p.add_argument("--config", default="{}", help="JSON overrides of Wav2LipConfig fields")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--identity", action="append", dest="identities",
+                   help="only requests of this target identity (repeatable); the comparison suite uses id03")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     configure_threads()
-    s = run(a.out, a.grid, a.requests, a.preset, json.loads(a.config), a.device)
+    s = run(a.out, a.grid, a.requests, a.preset, json.loads(a.config), a.device, identities=a.identities)
     print(json.dumps({k: s[k] for k in ("prepare_s", "training", "lse_weights", "systems")}, indent=2))
 
 
