@@ -5,6 +5,8 @@ import pytest
 from vastbench.config import load_suite, stable_hash
 from vastbench.errors import VastbenchError
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 def write(p: Path, text: str) -> Path:
     p.write_text(text)
@@ -91,3 +93,22 @@ def test_bad_values_and_files(tmp_path):
 def test_stable_hash_ignores_key_order():
     assert stable_hash({"a": 1, "b": [1, 2]}) == stable_hash({"b": [1, 2], "a": 1})
     assert stable_hash({"a": 1}) != stable_hash({"a": 2})
+
+
+def test_the_wheel_ships_the_bundled_suites_and_weights(tmp_path):
+    """`vastbench run --suite ablation` must work from an installed wheel, not only from a checkout."""
+    import subprocess
+    import sys
+    import zipfile
+
+    from vastbench.config import STUDIES_DIR, list_suites
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path), str(REPO)], check=True, capture_output=True)
+    wheel = next(tmp_path.glob("vastbench-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    suites = sorted(STUDIES_DIR.glob("*.yaml"))
+    assert {"ablation", "comparison", "smoke"} <= {p.stem for p in suites}
+    assert {f"vastbench/studies/{p.name}" for p in suites} <= names
+    assert {n for n in names if n.startswith("vastbench/weights/") and n.endswith(".pt")}
+    assert {name for name, _ in list_suites()} >= {p.stem for p in suites}

@@ -1,4 +1,4 @@
-"""Typed, validated suite configs: versioned YAML files in ``studies/`` with ``include``.
+"""Typed, validated suite configs: versioned YAML files in ``vastbench/studies/`` with ``include``.
 
 A suite file may ``include:`` another suite (by name or relative path) and
 override any of its keys; dictionaries merge recursively, lists and scalars are
@@ -26,10 +26,13 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 MAX_INCLUDE_DEPTH = 8
 
 
+STUDIES_DIR = Path(__file__).resolve().parent / "studies"   # the bundled suites, shipped in the wheel
+
+
 def studies_dirs() -> list[Path]:
-    """Where suite names are looked up: $VASTBENCH_STUDIES (os.pathsep list), then studies/."""
+    """Where suite names are looked up: $VASTBENCH_STUDIES (os.pathsep list), then the bundled suites."""
     extra = [Path(p) for p in os.environ.get("VASTBENCH_STUDIES", "").split(os.pathsep) if p]
-    return extra + [REPO_ROOT / "studies"]
+    return extra + [STUDIES_DIR]
 
 
 class _Strict(BaseModel):

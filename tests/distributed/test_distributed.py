@@ -28,7 +28,7 @@ def torchrun(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
 def test_torchrun_smoke_suite_equals_single_process(tmp_path):
     suite = tmp_path / "dist_smoke.yaml"
     suite.write_text(yaml.safe_dump({
-        "include": str(REPO / "studies" / "smoke.yaml"), "version": 1, "name": "dist_smoke",
+        "include": str(REPO / "vastbench" / "studies" / "smoke.yaml"), "version": 1, "name": "dist_smoke",
         "requests": {"limit": 3},   # odd: rank 0 takes two requests, rank 1 one
         "systems": [{"label": "ground_truth", "generator": "ground_truth"},
                     {"label": "static", "generator": "static"}],
