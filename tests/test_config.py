@@ -112,3 +112,26 @@ def test_the_wheel_ships_the_bundled_suites_and_weights(tmp_path):
     assert {f"vastbench/studies/{p.name}" for p in suites} <= names
     assert {n for n in names if n.startswith("vastbench/weights/") and n.endswith(".pt")}
     assert {name for name, _ in list_suites()} >= {p.stem for p in suites}
+
+
+def test_metrics_take_arguments_and_each_is_listed_once(tmp_path):
+    from vastbench.metrics.base import build_metric
+
+    child = write(tmp_path / "args.yaml", """
+include: smoke
+name: args
+metrics: [psnr, {name: lse_d, args: {crops: centre}}]
+""")
+    cfg = load_suite(child)
+    assert cfg.metric_specs() == [("psnr", {}), ("lse_d", {"crops": "centre"})]
+    assert load_suite("smoke").model_dump(mode="json")["metrics"] == ["psnr", "ssim"]   # plain names stay names
+    lse = build_metric(*cfg.metric_specs()[1])
+    assert lse.crops == "centre" and lse.describe()["args"] == {"crops": "centre"}
+    assert lse.version.startswith("2+") and build_metric("lse_d").version == "2"    # cached values never mix
+    assert "args" not in build_metric("psnr").describe()
+    with pytest.raises(VastbenchError) as e:
+        build_metric("lse_d", {"crop": "centre"})
+    assert "metric lse_d" in str(e.value) and "crops" in str(e.value) and "\n" not in str(e.value)
+    dup = write(tmp_path / "dup.yaml", "include: smoke\nname: dup\nmetrics: [psnr, {name: psnr}]\n")
+    with pytest.raises(VastbenchError, match="metric psnr is listed twice"):
+        load_suite(dup)

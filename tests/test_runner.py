@@ -125,3 +125,22 @@ def test_bad_clips_are_recorded_and_the_rest_finish(tmp_path, smoke_run):
     assert s["ground_truth"]["metrics"]["ssim"]["n"] == len(tests) - 3
     assert result.summary["n_failed"] >= 3
     assert "failed" in (result.run.root / "tables" / "metrics.tex").read_text()
+
+
+def test_a_suite_passes_arguments_to_its_metrics(tmp_path):
+    """`metrics: [{name: lse_d, args: {crops: centre}}]` reaches the metric: values, summary and footnote."""
+    from vastbench import media
+    from vastbench.config import SuiteConfig
+    from vastbench.metrics.lse import lse_result
+
+    base = load_suite("smoke").model_dump(mode="json")
+    cfg = SuiteConfig.model_validate({**base, "name": "smoke_args",
+                                      "metrics": ["psnr", {"name": "lse_d", "args": {"crops": "centre"}}]})
+    result = run_suite(cfg, RunDir(tmp_path / "run"), device="cpu")
+    meta = result.summary["metrics"]["lse_d"]
+    assert meta["args"] == {"crops": "centre"} and "centred square crops" in meta["footnote"]
+    run = RunDir(tmp_path / "run")
+    rows = [r for r in csv.DictReader(open(run.metrics_dir / "per_clip.csv"))
+            if r["system"] == "ground_truth" and r["metric"] == "lse_d"]
+    video = media.read_video(run.clip_path("ground_truth", rows[0]["request"]))
+    assert float(rows[0]["value"]) == lse_result(video.frames, video.audio).lse_d

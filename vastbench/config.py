@@ -83,6 +83,13 @@ class SystemConfig(_Strict):
         return v
 
 
+class MetricConfig(_Strict):
+    """A metric with constructor arguments, e.g. ``{name: lse_d, args: {crops: centre}}``."""
+
+    name: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
 class StatisticsConfig(_Strict):
     ci: float = 0.95
     bootstrap: int = 2000
@@ -113,7 +120,7 @@ class SuiteConfig(_Strict):
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
     requests: RequestsConfig = Field(default_factory=RequestsConfig)
     systems: list[SystemConfig]
-    metrics: list[str]
+    metrics: list[str | MetricConfig]   # a registered name, or {name, args}
     statistics: StatisticsConfig = Field(default_factory=StatisticsConfig)
     mos: MosConfig = Field(default_factory=MosConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
@@ -128,6 +135,19 @@ class SuiteConfig(_Strict):
         if not v:
             raise ValueError("a suite needs at least one system")
         return v
+
+    @field_validator("metrics")
+    @classmethod
+    def _unique_metrics(cls, v: list):
+        names = [m if isinstance(m, str) else m.name for m in v]
+        dupes = sorted({x for x in names if names.count(x) > 1})
+        if dupes:
+            raise ValueError(f"metric {dupes[0]} is listed twice; list each metric once (with its args)")
+        return v
+
+    def metric_specs(self) -> list[tuple[str, dict[str, Any]]]:
+        """``[(registry name, constructor arguments)]`` in the suite's order."""
+        return [(m, {}) if isinstance(m, str) else (m.name, dict(m.args)) for m in self.metrics]
 
     def config_hash(self) -> str:
         # None values are left out, so adding a new optional key (default None) keeps the

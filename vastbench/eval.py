@@ -32,7 +32,7 @@ from vastbench.config import stable_hash
 from vastbench.data.requests import Request
 from vastbench.errors import VastbenchError
 from vastbench.generators import one_line
-from vastbench.metrics.base import REFERENCE_VIDEO, STYLE_PROMPT, EvalSample, Metric, SetMetric
+from vastbench.metrics.base import REFERENCE_VIDEO, STYLE_PROMPT, EvalSample, Metric, SetMetric, build_metric
 from vastbench.metrics.ci import bootstrap_ci
 from vastbench.registry import METRICS
 from vastbench.rundir import atomic_write_json, atomic_write_text, now_iso, read_json, sha256_file
@@ -186,9 +186,11 @@ def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, device: 
                              f"`vastbench run --resume {run.root}` first")
     cfg = SuiteConfig.model_validate(data["suite"])
     forced = list(metrics or [])
-    names = list(dict.fromkeys(list(cfg.metrics) + forced))
+    suite_args = dict(cfg.metric_specs())
+    names = list(dict.fromkeys(list(suite_args) + forced))
     runner = Runner(cfg, run, device, reporter)
-    runner.metrics = [METRICS.get(n)() for n in names]   # missing weights: the run's own one-line error
+    # Missing weights: the run's own one-line error.  Metrics the suite gave arguments keep them.
+    runner.metrics = [build_metric(n, suite_args.get(n)) for n in names]
     for name in forced:
         _drop_cached_metric(run, METRICS.get(name), runner)
     old_hash = (data.get("dataset") or {}).get("manifest_hash")

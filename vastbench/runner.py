@@ -26,10 +26,10 @@ from vastbench.data.manifest import Manifest
 from vastbench.data.requests import Request, build_requests, load_requests, save_requests
 from vastbench.errors import VastbenchError
 from vastbench.generators import GenContext, Generator, TrainJob, one_line
-from vastbench.metrics.base import EvalSample, Metric, SetMetric
+from vastbench.metrics.base import EvalSample, Metric, SetMetric, build_metric
 from vastbench.metrics.ci import bootstrap_ci
 from vastbench.paths import cache_dir
-from vastbench.registry import DATASETS, GENERATORS, METRICS
+from vastbench.registry import DATASETS, GENERATORS
 from vastbench.rundir import (RunDir, atomic_write_json, atomic_write_text, git_state, now_iso,
                               package_versions, read_json, sha256_file)
 
@@ -95,7 +95,7 @@ class Runner:
         self.generators: dict[str, Generator] = {}
         self.failed_systems: dict[str, str] = {}
         self.jobs = default_jobs(self.device) if jobs is None else max(1, int(jobs))
-        self.metrics: list[Metric] = [METRICS.get(m)() for m in cfg.metrics]
+        self.metrics: list[Metric] = [build_metric(name, args) for name, args in cfg.metric_specs()]
 
     # ------------------------------------------------------------------ main
     def execute(self) -> RunResult:

@@ -7,7 +7,8 @@ from vastbench.data.manifest import Manifest
 from vastbench.data.requests import build_requests
 from vastbench.generators import GenContext, Generator
 from vastbench.paths import cache_dir
-from vastbench.registry import DATASETS, GENERATORS, METRICS
+from vastbench.metrics.base import build_metric
+from vastbench.registry import DATASETS, GENERATORS
 
 
 _BASE_JOBS = Generator.training_jobs
@@ -18,7 +19,7 @@ def validate_suite_plan(suite: str, overrides: list[str] | None = None, profile:
     cfg = load_suite(suite, overrides, profile)
     lines = [f"suite {cfg.name} v{cfg.version} (config {cfg.config_hash()}): OK"]
     dataset = DATASETS.get(cfg.dataset.name)(cfg.dataset)
-    metrics = [METRICS.get(m)() for m in cfg.metrics]
+    metrics = [build_metric(name, args) for name, args in cfg.metric_specs()]
     gen_classes = [(s, GENERATORS.get(s.generator)) for s in cfg.systems]
     if dataset.exists():
         manifest = Manifest.load(dataset.manifest_path())

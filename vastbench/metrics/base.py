@@ -70,10 +70,15 @@ class Metric(ABC):
     #: a short label for tables (LaTeX allowed), and a footnote when non-standard.
     label: ClassVar[str | None] = None
     footnote: str | None = None
+    #: constructor arguments a suite gave (see :func:`build_metric`); empty for the defaults.
+    args: dict[str, Any] = {}
 
     def describe(self) -> dict:
-        return {"name": self.name, "version": self.version, "higher_is_better": self.higher_is_better,
-                "per_clip": self.per_clip, "needs": sorted(self.needs)}
+        d = {"name": self.name, "version": self.version, "higher_is_better": self.higher_is_better,
+             "per_clip": self.per_clip, "needs": sorted(self.needs)}
+        if self.args:   # only then, so cache keys of metrics built without arguments stay as they were
+            d["args"] = dict(self.args)
+        return d
 
     def bind_dataset(self, manifest: Any) -> None:
         """Adapt to the dataset under evaluation (the runner calls it once the manifest is loaded).
@@ -147,3 +152,32 @@ class SetMetric(Metric):
 
     def __call__(self, sample: EvalSample) -> float:
         return float("nan")
+
+
+def build_metric(name: str, args: dict[str, Any] | None = None) -> Metric:
+    """The registered metric ``name`` built with ``args`` (a suite's ``{name: ..., args: {...}}``).
+
+    Unknown or missing arguments are a one-line error naming the metric and its valid
+    arguments.  With arguments, the instance's ``version`` gets a hash of them, so
+    per-clip values cached under other arguments (or none) are never reused.
+    """
+    import inspect
+
+    from vastbench.config import stable_hash
+    from vastbench.registry import METRICS
+
+    cls = METRICS.get(name)
+    args = dict(args or {})
+    if not args:
+        return cls()
+    sig = inspect.signature(cls.__init__)
+    valid = [p.name for p in list(sig.parameters.values())[1:]
+             if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
+    try:
+        sig.bind(None, **args)
+    except TypeError as exc:
+        raise VastbenchError(f"metric {name}: {exc}; its arguments are {', '.join(valid) or 'none'}") from None
+    metric = cls(**args)
+    metric.args = args
+    metric.version = f"{cls.version}+{stable_hash(args)[:8]}"
+    return metric
