@@ -146,3 +146,28 @@ def test_wrong_length_is_named_with_both_lengths(folders, tmp_path):
     assert np.isfinite(res.summary["metrics"]["psnr"]["mean"])
     with pytest.raises(VastbenchError, match="needs a style prompt"):
         evaluate_folder(FolderEvalConfig(videos=videos, reference=refs, out=tmp_path / "o", metrics=["style_sim"]))
+
+
+def test_metric_arguments_on_the_command_line(folders, tmp_path):
+    """`--metrics lse_d:crops=centre`: parsed, checked, passed to the metric, recorded in the summary."""
+    from vastbench.eval import parse_metric_specs
+    from vastbench.metrics.lse import lse_result
+
+    assert parse_metric_specs(" psnr , lse_d:crops=centre:crop_scale=0.5") == [
+        ("psnr", {}), ("lse_d", {"crops": "centre", "crop_scale": 0.5})]
+    for bad, says in (("lse_d:crops", "name:key=value"), ("psnr,psnr", "listed twice"), ("lse_dd", "did you mean")):
+        with pytest.raises(VastbenchError, match=says):
+            parse_metric_specs(bad)
+    videos, refs, good = folders
+    out = tmp_path / "out"
+    proc = run_cli("eval", "--videos", str(videos), "--reference", str(refs), "--out", str(out),
+                   "--metrics", "psnr,lse_d:crops=centre", "--bootstrap", "200")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["describe"]["lse_d"]["args"] == {"crops": "centre"}
+    video = media.read_video(videos / f"{good[0]}.mp4")
+    row = next(r for r in csv.DictReader(open(out / "per_clip.csv")) if r["clip"] == good[0] and r["metric"] == "lse_d")
+    assert float(row["value"]) == pytest.approx(lse_result(video.frames, video.audio).lse_d, abs=1e-6)
+    proc = run_cli("eval", "--videos", str(videos), "--reference", str(refs), "--out", str(tmp_path / "o2"),
+                   "--metrics", "lse_d:crop=centre")
+    assert proc.returncode == 2 and "metric lse_d" in proc.stderr and "crops" in proc.stderr

@@ -52,18 +52,48 @@ def parse_metric_list(text: str | None) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def load_metrics(names: Iterable[str]) -> tuple[dict[str, Metric], dict[str, str]]:
+def parse_metric_specs(text: str | None) -> list[tuple[str, dict]]:
+    """``"psnr, lse_d:crops=centre"`` -> ``[("psnr", {}), ("lse_d", {"crops": "centre"})]``.
+
+    Each entry is a registered name, optionally followed by ``:key=value`` arguments
+    (values read as YAML scalars: ``crop_scale=0.4`` is a number).  A name given twice is
+    an error; names are checked by the registry.
+    """
+    import yaml
+
+    specs: dict[str, dict] = {}
+    for entry in (e.strip() for e in (text or "").split(",")):
+        if not entry:
+            continue
+        name, *pairs = (p.strip() for p in entry.split(":"))
+        args = {}
+        for pair in pairs:
+            key, eq, value = pair.partition("=")
+            if not eq or not key.strip():
+                raise VastbenchError(f"--metrics entry '{entry}': arguments look like name:key=value, got '{pair}'")
+            args[key.strip()] = yaml.safe_load(value.strip()) if value.strip() else ""
+        if name in specs:
+            raise VastbenchError(f"--metrics: metric {name} is listed twice; list each metric once")
+        if name not in METRICS:   # checked without importing the metric (torch is slow to import)
+            METRICS.get(name)     # raises the one-line "did you mean"
+        specs[name] = args
+    return list(specs.items())
+
+
+def load_metrics(names: Iterable[str | tuple[str, dict]]) -> tuple[dict[str, Metric], dict[str, str]]:
     """Instantiate registered metrics; those that cannot be built here (missing weights) are skipped.
 
-    Returns ``({registry name: metric}, {registry name: one-line reason})``.  Any
-    exception while building one metric skips that metric with its reason (and
-    the traceback in the debug log): one broken metric must not stop the others.
+    ``names`` are registry names or ``(name, constructor arguments)``.  Returns
+    ``({registry name: metric}, {registry name: one-line reason})``.  Any exception
+    while building one metric skips that metric with its reason (and the traceback in
+    the debug log): one broken metric must not stop the others.
     """
     metrics, skipped = {}, {}
-    for name in names:
-        cls = METRICS.get(name)
+    for item in names:
+        name, args = (item, {}) if isinstance(item, str) else item
+        METRICS.get(name)   # an unknown name is the caller's error, not a skipped metric
         try:
-            metrics[name] = cls()
+            metrics[name] = build_metric(name, args)
         except Exception as exc:
             log.debug("metric %s cannot be built:\n%s", name, traceback.format_exc())
             skipped[name] = one_line(exc)
@@ -185,12 +215,13 @@ def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, device: 
         raise VastbenchError(f"{run.root}: has no requests.jsonl (stopped before its requests); resume it with "
                              f"`vastbench run --resume {run.root}` first")
     cfg = SuiteConfig.model_validate(data["suite"])
-    forced = list(metrics or [])
+    given = dict((m, {}) if isinstance(m, str) else m for m in (metrics or []))
+    forced = list(given)
     suite_args = dict(cfg.metric_specs())
     names = list(dict.fromkeys(list(suite_args) + forced))
     runner = Runner(cfg, run, device, reporter)
-    # Missing weights: the run's own one-line error.  Metrics the suite gave arguments keep them.
-    runner.metrics = [build_metric(n, suite_args.get(n)) for n in names]
+    # Missing weights: the run's own one-line error.  Arguments given here win; otherwise the suite's stay.
+    runner.metrics = [build_metric(n, given.get(n) or suite_args.get(n)) for n in names]
     for name in forced:
         _drop_cached_metric(run, METRICS.get(name), runner)
     old_hash = (data.get("dataset") or {}).get("manifest_hash")
@@ -223,7 +254,7 @@ class FolderEvalConfig:
     reference: Path
     out: Path
     audio: Path | None = None
-    metrics: list[str] = field(default_factory=lambda: list(DEFAULT_FOLDER_METRICS))
+    metrics: list[str | tuple[str, dict]] = field(default_factory=lambda: list(DEFAULT_FOLDER_METRICS))
     ci: float = 0.95
     n_boot: int = 2000
     seed: int = 0
@@ -253,7 +284,8 @@ def _folder_videos(cfg: FolderEvalConfig) -> list[Path]:
 
 
 def _folder_metrics(cfg: FolderEvalConfig) -> dict[str, Metric]:
-    for name in cfg.metrics:
+    for item in cfg.metrics:
+        name = item if isinstance(item, str) else item[0]
         if STYLE_PROMPT in METRICS.get(name).needs:
             raise VastbenchError(f"metric {name} needs a style prompt per clip and folder evaluation has none; "
                                  f"drop it from --metrics (or run it in a suite)")

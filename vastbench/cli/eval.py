@@ -19,8 +19,9 @@ def eval_cmd(
     audio: Optional[Path] = typer.Option(None, "--audio", help="Driving .wav files by stem (LSE uses them for "
                                                                "clips without an audio track)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output directory (folder mode)."),
-    metrics: Optional[str] = typer.Option(None, "--metrics", help="Comma-separated metric names. With --run: "
-                                          "recomputed from scratch and added to the suite's; folder mode default: "
+    metrics: Optional[str] = typer.Option(None, "--metrics", help="Comma-separated metric names, each optionally "
+                                          "with arguments (lse_d:crops=centre). With --run: recomputed from "
+                                          "scratch and added to the suite's; folder mode default: "
                                           "psnr,ssim,m_lmd,f_lmd."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda (with --run)."),
     ci: float = typer.Option(0.95, "--ci", help="Bootstrap CI level (folder mode)."),
@@ -29,9 +30,9 @@ def eval_cmd(
     """Evaluate without generating: `--run RUN_DIR`, or `--videos DIR --reference DIR --out DIR`."""
     from vastbench.errors import VastbenchError
     from vastbench.eval import DEFAULT_FOLDER_METRICS, FolderEvalConfig, evaluate_folder, evaluate_run, \
-        parse_metric_list
+        parse_metric_specs
 
-    names = parse_metric_list(metrics)
+    names = parse_metric_specs(metrics)
     if run is not None:
         if videos or reference or audio or out:
             raise VastbenchError("--run takes the run directory alone (with --metrics); --videos/--reference/--out "
