@@ -128,6 +128,10 @@ metrics: [psnr, {name: lse_d, args: {crops: centre}}]
     lse = build_metric(*cfg.metric_specs()[1])
     assert lse.crops == "centre" and lse.describe()["args"] == {"crops": "centre"}
     assert lse.version.startswith("2+") and build_metric("lse_d").version == "2"    # cached values never mix
+    from vastbench.data.manifest import Manifest
+
+    lse.bind_dataset(Manifest([], tmp_path / "manifest.jsonl"))    # SynthTalk capture: the version stays
+    assert lse.version.startswith("2+") and lse.version == lse.base_version()
     assert "args" not in build_metric("psnr").describe()
     with pytest.raises(VastbenchError) as e:
         build_metric("lse_d", {"crop": "centre"})

@@ -80,6 +80,14 @@ class Metric(ABC):
             d["args"] = dict(self.args)
         return d
 
+    def base_version(self) -> str:
+        """The class's version, plus a hash of the constructor arguments a suite gave (if any)."""
+        if not self.args:
+            return type(self).version
+        from vastbench.config import stable_hash
+
+        return f"{type(self).version}+{stable_hash(self.args)[:8]}"
+
     def bind_dataset(self, manifest: Any) -> None:
         """Adapt to the dataset under evaluation (the runner calls it once the manifest is loaded).
 
@@ -106,7 +114,7 @@ class CaptureMetric(Metric):
         from vastbench.evalnets.face_capture import capture_for
 
         self.capture = capture_for(manifest)
-        base = type(self).version
+        base = self.base_version()
         self.version = base if self.capture.kind == "synthtalk" else f"{base}+{self.capture.kind}"
 
     @property
@@ -163,7 +171,6 @@ def build_metric(name: str, args: dict[str, Any] | None = None) -> Metric:
     """
     import inspect
 
-    from vastbench.config import stable_hash
     from vastbench.registry import METRICS
 
     cls = METRICS.get(name)
@@ -179,5 +186,5 @@ def build_metric(name: str, args: dict[str, Any] | None = None) -> Metric:
         raise VastbenchError(f"metric {name}: {exc}; its arguments are {', '.join(valid) or 'none'}") from None
     metric = cls(**args)
     metric.args = args
-    metric.version = f"{cls.version}+{stable_hash(args)[:8]}"
+    metric.version = metric.base_version()   # bind_dataset keeps it (and adds the capture's kind)
     return metric
