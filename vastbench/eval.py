@@ -390,7 +390,7 @@ def _write_per_clip(path: Path, rows) -> Path:
 
 def folder_table(summary: dict, metrics: list[Metric]) -> str:
     """A booktabs table of one folder's scores: mean +- CI half-width, arrows from ``higher_is_better``."""
-    from vastbench.report.latex import fmt_value, tex_escape
+    from vastbench.report.latex import fit_to_width, fmt_value, tex_escape
 
     up, down = r"$\uparrow$", r"$\downarrow$"
     head = " & ".join(["Videos"] + [f"{m.label or tex_escape(m.name)} {up if m.higher_is_better else down}"
@@ -409,8 +409,8 @@ def folder_table(summary: dict, metrics: list[Metric]) -> str:
     caption = tex_escape(f"Objective metrics of {summary['videos']} against {summary['reference']}.")
     return "\n".join([
         r"\begin{table}[t]", r"\centering", r"\small", f"\\caption{{{caption}}}", r"\label{tab:folder-metrics}",
-        f"\\begin{{tabular}}{{l{'c' * len(metrics)}}}", r"\toprule", head + r" \\", r"\midrule",
-        " & ".join(cells) + r" \\", r"\bottomrule", r"\end{tabular}",
+        *fit_to_width([f"\\begin{{tabular}}{{l{'c' * len(metrics)}}}", r"\toprule", head + r" \\", r"\midrule",
+                       " & ".join(cells) + r" \\", r"\bottomrule", r"\end{tabular}"]),
         r"\par\vspace{2pt}\footnotesize " + " ".join(notes), r"\end{table}", ""])
 
 

@@ -471,7 +471,9 @@ class Runner:
         notes = [n for n in (getattr(m, "footnote", None) for m in self.metrics) if n]
         summary = {"suite": self.cfg.name, "suite_version": self.cfg.version, "config_hash": self.cfg.config_hash(),
                    "ci": st.ci, "bootstrap": st.bootstrap, "notes": list(dict.fromkeys(notes)),
-                   "metrics": {m.name: m.describe() for m in self.metrics},
+                   # the table label too (LPIPS* when the substitute backbone is used), for `vastbench report`
+                   "metrics": {m.name: {**m.describe(), **({"label": m.label} if m.label else {})}
+                               for m in self.metrics},
                    "systems": systems, "n_failed": total_failed}
         # Systems keep the suite's order (tables follow it), so no key sorting here.
         atomic_write_json(self.run.metrics_dir / "summary.json", summary, sort_keys=False)

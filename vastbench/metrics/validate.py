@@ -695,7 +695,7 @@ def _verdict_cell(v: dict | None) -> str:
 def verdict_table(verdicts: list[dict], perts: list[Perturbation], metrics: dict[str, Metric],
                   skipped: dict[str, str], cfg, n_clips: int) -> str:
     """Metrics x perturbations, booktabs: verdict and Spearman rho of severity vs mean (+1 = steadily worse)."""
-    from vastbench.report.latex import tex_escape
+    from vastbench.report.latex import fit_to_width, tex_escape
 
     by = {(v["registry_name"], v["perturbation"]): v for v in verdicts}
     up, down = r"$\uparrow$", r"$\downarrow$"
@@ -723,12 +723,14 @@ def verdict_table(verdicts: list[dict], perts: list[Perturbation], metrics: dict
             f"wrong (better), inv.\\ (CI includes 0; no $\\rho$: identical values at every level). "
             f"Set-level metrics (FID) have no CI: the sign of the change.")
     notes = list(dict.fromkeys(n for n in (getattr(m, "footnote", None) for m in metrics.values()) if n))
-    note += "".join(" " + tex_escape(n) + "." for n in notes)
+    note += "".join(" " + tex_escape(n).rstrip(".") + "." for n in notes)
     return "\n".join([
         r"\begin{table}[t]", r"\centering", r"\scriptsize", r"\setlength{\tabcolsep}{3pt}",
         r"\caption{Metric validation: does each metric worsen, monotonically, under the perturbations it should see?}",
-        r"\label{tab:metric-validation}", f"\\begin{{tabular}}{{l{'c' * len(perts)}}}", r"\toprule", head, sev,
-        r"\midrule", *lines, r"\bottomrule", r"\end{tabular}", r"\par\vspace{2pt}\footnotesize " + note,
+        r"\label{tab:metric-validation}",
+        *fit_to_width([f"\\begin{{tabular}}{{l{'c' * len(perts)}}}", r"\toprule", head, sev, r"\midrule", *lines,
+                       r"\bottomrule", r"\end{tabular}"]),
+        r"\par\vspace{2pt}\footnotesize " + note,
         r"\end{table}", ""])
 
 

@@ -1,5 +1,8 @@
 """LaTeX tables (booktabs) for papers: an ``\\input``-able fragment and a standalone document.
 
+Fragments need ``\\usepackage{booktabs}`` and ``\\usepackage{graphicx}`` in the paper's preamble
+(graphicx shrinks a table wider than the line, see :func:`fit_to_width`).
+
 Objective metrics are shown as mean $\\pm$ the half-width of the bootstrap CI,
 with arrows from ``higher_is_better``; the best system is bold and the second
 underlined.  Ground truth is shown but never ranked.
@@ -19,6 +22,18 @@ NOT_RANKED = {"ground_truth"}
 
 def tex_escape(text: str) -> str:
     return "".join(_SPECIAL.get(c, c) for c in str(text))
+
+
+def fit_to_width(tabular: list[str]) -> list[str]:
+    """``\\begin{tabular} .. \\end{tabular}`` lines -> the same, shrunk to ``\\linewidth`` only if wider.
+
+    A suite with ten metrics makes a table about 1.6 line widths wide, which runs off the
+    page.  The tabular is typeset into scratch box 0 inside a group (so the fragment can be
+    ``\\input`` any number of times), and ``\\resizebox`` (graphicx) scales it down when it is
+    wider than the line; narrow tables are left as they are.
+    """
+    return [r"\begingroup\setbox0=\hbox{%", *tabular[:-1], tabular[-1] + "%", "}%",
+            r"\ifdim\wd0>\linewidth\resizebox{\linewidth}{!}{\box0}\else\box0\fi\endgroup"]
 
 
 def fmt_value(mean: float, lo: float, hi: float) -> str:
@@ -83,14 +98,15 @@ def metric_table(summary: dict, metrics, cfg) -> str:
     return "\n".join([
         r"\begin{table}[t]", r"\centering", r"\small",
         f"\\caption{{{caption}}}", f"\\label{{tab:{tex_escape(cfg.name).replace(chr(92), '')}-metrics}}",
-        f"\\begin{{tabular}}{{{spec}}}", r"\toprule", head + r" \\", r"\midrule", *lines, r"\bottomrule",
-        r"\end{tabular}",
+        *fit_to_width([f"\\begin{{tabular}}{{{spec}}}", r"\toprule", head + r" \\", r"\midrule", *lines,
+                       r"\bottomrule", r"\end{tabular}"]),
         r"\par\vspace{2pt}\footnotesize " + " ".join(notes),
         r"\end{table}", ""])
 
 
 def standalone(fragment: str) -> str:
-    return "\n".join([r"\documentclass{article}", r"\usepackage{booktabs}", r"\usepackage[margin=1in]{geometry}",
+    return "\n".join([r"\documentclass{article}", r"\usepackage{booktabs}", r"\usepackage{graphicx}",
+                      r"\usepackage[margin=1in]{geometry}",
                       r"\begin{document}", fragment, r"\end{document}", ""])
 
 

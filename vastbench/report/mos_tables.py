@@ -23,7 +23,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from vastbench.mos.schema import CRITERIA
-from vastbench.report.latex import fmt_value, metric_table, rank_marks, standalone, tex_escape
+from vastbench.report.latex import fit_to_width, fmt_value, metric_table, rank_marks, standalone, tex_escape
 from vastbench.rundir import atomic_write_text, read_json
 
 DAGGER = r"$^{\dagger}$"
@@ -193,8 +193,8 @@ def mos_table(analysis: dict, ci: str | None = None, *, caption: str | None = No
     return "\n".join([
         r"\begin{table}[t]", r"\centering", r"\small",
         f"\\caption{{{tex_escape(cap)}}}", f"\\label{{{lab}}}",
-        f"\\begin{{tabular}}{{l{'c' * len(crits)}}}", r"\toprule", head, r"\midrule", *rows, r"\bottomrule",
-        r"\end{tabular}", *_notes_block(notes), r"\end{table}", ""])
+        *fit_to_width([f"\\begin{{tabular}}{{l{'c' * len(crits)}}}", r"\toprule", head, r"\midrule", *rows,
+                       r"\bottomrule", r"\end{tabular}"]), *_notes_block(notes), r"\end{table}", ""])
 
 
 def write_table(out_dir: Path, name: str, fragment: str) -> dict[str, Path]:
@@ -350,8 +350,8 @@ def ablation_table(run_dir: Path, analysis: dict, summary: dict | None = None) -
     notes.append(screening_note(analysis))
     return "\n".join([
         r"\begin{table}[t]", r"\centering", r"\small", f"\\caption{{{tex_escape(cap)}}}", f"\\label{{{lab}}}",
-        f"\\begin{{tabular}}{{l{'c' * (nm + nc)}}}", r"\toprule", group, cmid, head, r"\midrule", *rows,
-        r"\bottomrule", r"\end{tabular}", *_notes_block(notes), r"\end{table}", ""])
+        *fit_to_width([f"\\begin{{tabular}}{{l{'c' * (nm + nc)}}}", r"\toprule", group, cmid, head, r"\midrule",
+                       *rows, r"\bottomrule", r"\end{tabular}"]), *_notes_block(notes), r"\end{table}", ""])
 
 
 __all__ = ["mos_table", "mos_cells", "fmt_mos", "write_mos_tables", "write_table", "objective_table",
