@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -123,3 +124,14 @@ def test_pdf_to_png_trims_the_page(tmp_path):
     full = pdf_to_png(tmp_path / "t.pdf", tmp_path / "full.png", dpi=50, trim=False)
     with Image.open(full) as im:
         assert (im.width, im.height) == (425, 550)  # US letter at 50 dpi
+
+
+def test_report_links_are_relative_to_the_run(reported, monkeypatch):
+    """Given as a relative path (`vastbench report runs/x`), the files still link relative to the run
+    (the PDFs came back absolute and were linked as /abs/path), so a moved run keeps working links."""
+    run, _ = reported
+    monkeypatch.chdir(run.parent)
+    res = build_report(Path(run.name), ReportOptions())
+    links = re.findall(r"href='([^']*)'", res.html.read_text())
+    assert "tables/metrics.tex" in links and not [h for h in links if h.startswith("/")]
+    assert all((run / h).is_file() for h in links)

@@ -394,9 +394,16 @@ def write_html(run_dir: Path, summary: dict | None, analysis: dict | None, figur
     if notes:
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
     if files:
+        # Links relative to the run directory (resolved: the PDFs come back as absolute paths), so the
+        # report still works when the run directory is moved or copied.
+        root = Path(run_dir).resolve()
+
+        def rel(p: Path) -> str:
+            q = Path(p).resolve()
+            return str(q.relative_to(root)) if q.is_relative_to(root) else str(p)
+
         parts.append("<h2>Files</h2><ul>" + "".join(
-            f"<li><a href='{html.escape(str(p.relative_to(run_dir)) if p.is_relative_to(run_dir) else str(p))}'>"
-            f"{html.escape(str(p.relative_to(run_dir)) if p.is_relative_to(run_dir) else str(p))}</a></li>" for p in files) + "</ul>")
+            f"<li><a href='{html.escape(rel(p))}'>{html.escape(rel(p))}</a></li>" for p in files) + "</ul>")
     git = man.get("git") or {}
     parts.append(f"<h2>Provenance</h2><p class='note'>suite {html.escape(str(suite.get('name')))} v{suite.get('version')}, "
                  f"config {man.get('config_hash')}, git {html.escape(str(git.get('sha'))[:12])}"
