@@ -32,7 +32,8 @@ from vastbench.config import stable_hash
 from vastbench.data.requests import Request
 from vastbench.errors import VastbenchError
 from vastbench.generators import one_line
-from vastbench.metrics.base import REFERENCE_VIDEO, STYLE_PROMPT, EvalSample, Metric, SetMetric, build_metric
+from vastbench.metrics.base import (REFERENCE_VIDEO, STYLE_PROMPT, EvalSample, Metric, SetMetric, build_metric,
+                                    metric_spec)
 from vastbench.metrics.ci import bootstrap_ci
 from vastbench.registry import METRICS
 from vastbench.rundir import atomic_write_json, atomic_write_text, now_iso, read_json, sha256_file
@@ -90,7 +91,7 @@ def load_metrics(names: Iterable[str | tuple[str, dict]]) -> tuple[dict[str, Met
     """
     metrics, skipped = {}, {}
     for item in names:
-        name, args = (item, {}) if isinstance(item, str) else item
+        name, args = metric_spec(item)
         METRICS.get(name)   # an unknown name is the caller's error, not a skipped metric
         try:
             metrics[name] = build_metric(name, args)
@@ -215,7 +216,7 @@ def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, device: 
         raise VastbenchError(f"{run.root}: has no requests.jsonl (stopped before its requests); resume it with "
                              f"`vastbench run --resume {run.root}` first")
     cfg = SuiteConfig.model_validate(data["suite"])
-    given = dict((m, {}) if isinstance(m, str) else m for m in (metrics or []))
+    given = dict(metric_spec(m) for m in (metrics or []))
     forced = list(given)
     suite_args = dict(cfg.metric_specs())
     names = list(dict.fromkeys(list(suite_args) + forced))
@@ -285,7 +286,7 @@ def _folder_videos(cfg: FolderEvalConfig) -> list[Path]:
 
 def _folder_metrics(cfg: FolderEvalConfig) -> dict[str, Metric]:
     for item in cfg.metrics:
-        name = item if isinstance(item, str) else item[0]
+        name, _ = metric_spec(item)
         if STYLE_PROMPT in METRICS.get(name).needs:
             raise VastbenchError(f"metric {name} needs a style prompt per clip and folder evaluation has none; "
                                  f"drop it from --metrics (or run it in a suite)")

@@ -162,6 +162,11 @@ class SetMetric(Metric):
         return float("nan")
 
 
+def metric_spec(item: str | tuple[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    """A metric given as a registry name or as ``(name, constructor arguments)`` -> ``(name, args)``."""
+    return (item, {}) if isinstance(item, str) else (item[0], dict(item[1]))
+
+
 def build_metric(name: str, args: dict[str, Any] | None = None) -> Metric:
     """The registered metric ``name`` built with ``args`` (a suite's ``{name: ..., args: {...}}``).
 
